@@ -1,0 +1,1 @@
+"""unmask's model package: faces, masks, datasets, networks, methods, training and evaluation."""

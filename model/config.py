@@ -1,0 +1,41 @@
+"""Project-wide facts kept in one place: image size, expression vocabulary, paths, env defaults.
+
+Imports nothing heavy (no torch, no gradio) so every package, the analysis included, can use it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Working space: a face aligned to IMAGE_SIZE x IMAGE_SIZE from its 68 landmarks.
+IMAGE_SIZE = 256
+
+# The study's expression vocabulary (Yoshihashi et al. 2022), in display order.
+EXPRESSIONS: tuple[str, ...] = ("neutral", "happy", "angry", "sad", "surprise")
+
+# Pseudo-methods used by evaluation and the study beside the registry's methods.
+REAL = "real"  # the unmasked original
+MASKED = "masked"  # the masked input (evaluation floor)
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_DIR = PACKAGE_DIR.parent
+WEIGHTS_DIR = PACKAGE_DIR / "weights"
+PRESETS_DIR = PACKAGE_DIR / "presets"
+RESULTS_DIR = Path(os.environ.get("UNMASK_RESULTS", REPO_DIR / "results"))
+
+
+def shared_data_dir() -> Path:
+    """The research-only data folder (never committed): $UNMASK_SHARED_DATA or ../shared/data."""
+    env = os.environ.get("UNMASK_SHARED_DATA")
+    if env:
+        return Path(env)
+    return REPO_DIR.parent / "shared" / "data"
+
+
+def set_offline_env() -> None:
+    """Stop gradio / huggingface from phoning home (analytics, version check, telemetry)."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("DO_NOT_TRACK", "1")

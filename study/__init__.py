@@ -1,0 +1,1 @@
+"""The timed human-evaluation study: stimuli, counterbalanced design, rater app, SQLite storage."""
