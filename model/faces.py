@@ -1,0 +1,345 @@
+"""Faces: dlib detection (HOG or CNN) and 68 landmarks, alignment to the 256x256 working space,
+the inverse (warp a result back and feather it into the photo), and head yaw / roll.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from model.config import IMAGE_SIZE
+
+# Where the aligned face sits in the 256x256 working space, as fractions of the side: the eye
+# centres and the mouth centre. Chosen so the whole jaw and chin (and the mask) lie inside with a
+# margin, with the mask region in the same place for every face.
+TEMPLATE_EYE_LEFT = (0.38, 0.38)  # image-left eye (landmarks 36-41)
+TEMPLATE_EYE_RIGHT = (0.62, 0.38)  # image-right eye (landmarks 42-47)
+TEMPLATE_MOUTH = (0.5, 0.64)  # mouth centre (landmarks 48-67)
+
+HOG_THRESHOLD = 0.0  # main-face score floor (UTKFace: 96% found at 0.0, see SETUP-FACTS)
+OTHER_FACE_SCORE = 0.5  # a second face counts only above this (astronaut false positive: 0.12)
+DETECT_MAX_SIDE = 1024  # HOG runs on a copy at most this big; landmarks on the full image
+PAD_FRACTION = 0.25  # tight crops: reflect-pad each side by this before the last try
+MIN_FACE_PX = 40  # jaw width (landmark 0 to 16) below which a face is too small to use
+
+DLIB_SHARE = Path("/usr/share/dlib")  # Debian's libdlib-data ships the same .dat files
+
+
+class FaceError(ValueError):
+    """No usable face; `.reason` is a slug ("no_face", "too_small", ...) for manifests and UIs."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass
+class FaceDetection:
+    box: tuple[int, int, int, int]  # left, top, right, bottom in image pixels
+    score: float  # HOG margin or CNN confidence
+    landmarks: np.ndarray  # (68, 2) float32, x, y in image pixels
+
+
+@dataclass
+class AlignedFace:
+    image: np.ndarray  # (256, 256, 3) uint8
+    landmarks: np.ndarray  # (68, 2) float32 in aligned coordinates
+    matrix: np.ndarray  # (2, 3) float64, photo -> aligned similarity
+    source_shape: tuple[int, int]  # (H, W) of the photo it came from
+    n_other_faces: int
+    yaw_deg: float
+    roll_deg: float
+    face_size: float  # jaw width in photo pixels
+
+
+# --- dlib models ------------------------------------------------------------------------------
+
+
+def model_file(name: str) -> Path:
+    """Path of a face-recognition-models .dat file (found without importing that package, whose
+    __init__ needs pkg_resources), falling back to Debian's /usr/share/dlib."""
+    spec = importlib.util.find_spec("face_recognition_models")
+    candidates = []
+    if spec is not None and spec.submodule_search_locations:
+        candidates += [Path(p) / "models" / name for p in spec.submodule_search_locations]
+    candidates.append(DLIB_SHARE / name)
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        f"dlib model {name} not found (looked in {', '.join(map(str, candidates))}); "
+        "install face-recognition-models or Debian's libdlib-data"
+    )
+
+
+@functools.cache
+def face_detector():
+    """dlib's HOG frontal face detector (cached per process)."""
+    import dlib
+
+    return dlib.get_frontal_face_detector()
+
+
+@functools.cache
+def cnn_face_detector():
+    """dlib's MMOD CNN face detector (slower on CPU, finds more turned and small faces)."""
+    import dlib
+
+    return dlib.cnn_face_detection_model_v1(str(model_file("mmod_human_face_detector.dat")))
+
+
+@functools.cache
+def shape_predictor():
+    """dlib's 68-point landmark predictor (cached per process)."""
+    import dlib
+
+    return dlib.shape_predictor(str(model_file("shape_predictor_68_face_landmarks.dat")))
+
+
+def _predict_landmarks(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    import dlib
+
+    shape = shape_predictor()(image, dlib.rectangle(*map(int, box)))
+    return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)  # (68, 2)
+
+
+# --- detection --------------------------------------------------------------------------------
+
+
+def detect_faces(
+    image: np.ndarray,
+    *,
+    detector: str = "hog",
+    upsample: int = 1,
+    threshold: float = HOG_THRESHOLD,
+) -> list[FaceDetection]:
+    """All faces scoring at least `threshold`, with landmarks; the main face first (the most
+    confident among those at least half the size of the largest), then by score."""
+    image = np.ascontiguousarray(image)
+    h, w = image.shape[:2]
+    scale = min(1.0, DETECT_MAX_SIDE / max(h, w))
+    small = (
+        image
+        if scale == 1.0
+        else cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    )
+    if detector == "hog":
+        rects, scores, _ = face_detector().run(small, upsample, threshold)
+    elif detector == "cnn":
+        found = cnn_face_detector()(small, upsample)
+        rects = [d.rect for d in found if d.confidence >= threshold]
+        scores = [d.confidence for d in found if d.confidence >= threshold]
+    else:
+        raise ValueError(f"unknown detector {detector!r}; use 'hog' or 'cnn'")
+    faces = []
+    for r, s in zip(rects, scores, strict=True):
+        box = tuple(int(round(v / scale)) for v in (r.left(), r.top(), r.right(), r.bottom()))
+        faces.append(
+            FaceDetection(box=box, score=float(s), landmarks=_predict_landmarks(image, box))
+        )
+    return _main_first(faces)
+
+
+def _area(box: tuple[int, int, int, int]) -> int:
+    return max(0, box[2] - box[0]) * max(0, box[3] - box[1])
+
+
+def _main_first(faces: list[FaceDetection]) -> list[FaceDetection]:
+    if len(faces) < 2:
+        return faces
+    biggest = max(_area(f.box) for f in faces)
+    main = max((f for f in faces if _area(f.box) >= 0.5 * biggest), key=lambda f: f.score)
+    rest = sorted((f for f in faces if f is not main), key=lambda f: -f.score)
+    return [main, *rest]
+
+
+def _detect_cascade(image: np.ndarray, detector: str) -> list[FaceDetection]:
+    """Cheapest first: HOG without upsampling (finds ~99% of UTKFace crops in ~6 ms), then with
+    upsampling, then on a reflect-padded copy (tight crops whose face touches the border)."""
+    if detector == "cnn":
+        return detect_faces(image, detector="cnn", upsample=1, threshold=0.0)
+    for upsample in (0, 1):
+        faces = detect_faces(image, upsample=upsample)
+        if faces:
+            return faces
+    h, w = image.shape[:2]
+    py, px = int(h * PAD_FRACTION), int(w * PAD_FRACTION)
+    padded = cv2.copyMakeBorder(image, py, py, px, px, cv2.BORDER_REFLECT)
+    faces = []
+    for f in detect_faces(padded, upsample=1):
+        cx, cy = (f.box[0] + f.box[2]) / 2 - px, (f.box[1] + f.box[3]) / 2 - py
+        if 0 <= cx < w and 0 <= cy < h:  # not a mirror image living in the padding
+            box = (f.box[0] - px, f.box[1] - py, f.box[2] - px, f.box[3] - py)
+            faces.append(FaceDetection(box, f.score, f.landmarks - np.float32([px, py])))
+    return faces
+
+
+# --- alignment --------------------------------------------------------------------------------
+
+
+def _anchor_points(landmarks: np.ndarray) -> np.ndarray:
+    """(3, 2): image-left eye centre, image-right eye centre, mouth centre."""
+    lm = np.asarray(landmarks, dtype=np.float64)
+    return np.stack([lm[36:42].mean(0), lm[42:48].mean(0), lm[48:68].mean(0)])
+
+
+def template_points(size: int = IMAGE_SIZE) -> np.ndarray:
+    """(3, 2) where `_anchor_points` go in a size x size aligned face."""
+    return np.array([TEMPLATE_EYE_LEFT, TEMPLATE_EYE_RIGHT, TEMPLATE_MOUTH]) * size
+
+
+def _similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares rotation + uniform scale + translation mapping src -> dst, as (2, 3).
+    In complex form dst ~ c * src + t, with c = sum(conj(S) D) / sum(|S|^2) on centred points."""
+    s = src[:, 0] + 1j * src[:, 1]
+    d = dst[:, 0] + 1j * dst[:, 1]
+    sc, dc = s - s.mean(), d - d.mean()
+    c = np.sum(np.conj(sc) * dc) / np.sum(np.abs(sc) ** 2)
+    t = d.mean() - c * s.mean()
+    return np.array([[c.real, -c.imag, t.real], [c.imag, c.real, t.imag]])
+
+
+def transform_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Apply a (2, 3) affine to (N, 2) points."""
+    p = np.asarray(points, dtype=np.float64)
+    return (p @ matrix[:, :2].T + matrix[:, 2]).astype(np.float32)
+
+
+def invert_matrix(matrix: np.ndarray) -> np.ndarray:
+    return cv2.invertAffineTransform(np.asarray(matrix, dtype=np.float64))
+
+
+def align_face(
+    image: np.ndarray, landmarks: np.ndarray, size: int = IMAGE_SIZE, n_other_faces: int = 0
+) -> AlignedFace:
+    """Warp the face to size x size by the similarity putting eyes and mouth on the template."""
+    matrix = _similarity(_anchor_points(landmarks), template_points(size))
+    aligned = cv2.warpAffine(
+        image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+    )
+    yaw, roll = head_pose(landmarks)
+    lm = np.asarray(landmarks, dtype=np.float32)
+    return AlignedFace(
+        image=aligned,
+        landmarks=transform_points(lm, matrix),
+        matrix=matrix,
+        source_shape=(int(image.shape[0]), int(image.shape[1])),
+        n_other_faces=n_other_faces,
+        yaw_deg=yaw,
+        roll_deg=roll,
+        face_size=float(np.linalg.norm(lm[16] - lm[0])),
+    )
+
+
+def find_and_align(
+    image: np.ndarray, *, min_face_px: float = MIN_FACE_PX, detector: str = "hog"
+) -> AlignedFace:
+    """Detect, pick the main face, align it; FaceError("no_face" | "too_small") otherwise.
+    Other faces (score >= OTHER_FACE_SCORE) are counted in `n_other_faces`."""
+    faces = _detect_cascade(np.ascontiguousarray(image), detector)
+    if not faces:
+        raise FaceError("no_face", "no face found")
+    main, others = faces[0], faces[1:]
+    n_other = sum(1 for f in others if detector == "cnn" or f.score >= OTHER_FACE_SCORE)
+    size = float(np.linalg.norm(main.landmarks[16] - main.landmarks[0]))
+    if size < min_face_px:
+        raise FaceError("too_small", f"face is {size:.0f} px wide, below {min_face_px:.0f} px")
+    return align_face(image, main.landmarks, n_other_faces=n_other)
+
+
+def paste_back(
+    photo: np.ndarray,
+    aligned: AlignedFace,
+    result: np.ndarray,
+    region: np.ndarray | None = None,
+    feather_px: float = 8.0,
+) -> np.ndarray:
+    """Warp a (256, 256, 3) result back into the photo and blend it in with a feathered edge.
+    `region` (bool, aligned space) limits the change to it (e.g. the mask); None = the whole
+    aligned square. Only the photo's part under the square is touched."""
+    h, w = photo.shape[:2]
+    if (h, w) != tuple(aligned.source_shape):
+        raise ValueError(
+            f"photo is {w}x{h}, the face was aligned from {aligned.source_shape[::-1]}"
+        )
+    size = result.shape[0]
+    f = max(float(feather_px), 0.5)
+    if region is None:
+        inset = int(np.ceil(2 * f))
+        alpha = np.zeros((size, size), np.float32)
+        alpha[inset : size - inset, inset : size - inset] = 1.0
+        alpha = cv2.GaussianBlur(alpha, (0, 0), f / 2)
+    else:
+        reg = np.asarray(region, dtype=np.uint8)
+        k = int(np.ceil(f)) * 2 + 1
+        grown = cv2.dilate(reg, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+        alpha = np.maximum(cv2.GaussianBlur(grown.astype(np.float32), (0, 0), f / 2), reg)
+    # The aligned square's bounding box in the photo: warp only there (fast on big photos).
+    inv = invert_matrix(aligned.matrix)
+    corners = transform_points(np.array([[0, 0], [size, 0], [0, size], [size, size]]), inv)
+    x0, y0 = np.maximum(np.floor(corners.min(0)).astype(int) - 1, 0)
+    x1, y1 = np.minimum(np.ceil(corners.max(0)).astype(int) + 1, [w, h])
+    if x1 <= x0 or y1 <= y0:
+        return photo.copy()
+    m = aligned.matrix.copy()
+    m[:, 2] += m[:, :2] @ np.array([x0, y0], dtype=np.float64)  # ROI pixel -> aligned
+    roi = (int(x1 - x0), int(y1 - y0))
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    back = cv2.warpAffine(result, m, roi, flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    a = cv2.warpAffine(alpha, m, roi, flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    out = photo.copy()
+    patch = out[y0:y1, x0:x1].astype(np.float32)
+    a = a[:, :, None]
+    out[y0:y1, x0:x1] = np.clip(patch * (1 - a) + back.astype(np.float32) * a + 0.5, 0, 255).astype(
+        np.uint8
+    )
+    return out
+
+
+# --- pose and landmarks on aligned faces ------------------------------------------------------
+
+
+def head_pose(landmarks: np.ndarray) -> tuple[float, float]:
+    """(yaw_deg, roll_deg) from 2-D landmarks, a rough geometric estimate.
+    roll: angle of the eye line (positive = clockwise in the image, image-right eye lower).
+    yaw: from where the nose tip (30) sits between the jaw sides (0, 16) after undoing roll;
+    positive = nose towards the image right. Model: tan(yaw) = (2r - 1) * W / D with the face's
+    half-width W about 0.75 of the nose-tip depth D in front of the jaw sides."""
+    lm = np.asarray(landmarks, dtype=np.float64)
+    le, re = lm[36:42].mean(0), lm[42:48].mean(0)
+    dx, dy = re - le
+    roll = np.arctan2(dy, dx)
+    c, s = np.cos(-roll), np.sin(-roll)
+    x = lm[:, 0] * c - lm[:, 1] * s  # x after rotating the eye line level
+    width = x[16] - x[0]
+    r = (x[30] - x[0]) / width if abs(width) > 1e-6 else 0.5
+    yaw = np.degrees(np.arctan(0.75 * (2 * r - 1)))
+    return float(yaw), float(np.degrees(roll))
+
+
+# dlib box of an aligned face (fractions of the side), measured from HOG on aligned UTKFace faces.
+ALIGNED_BOX = (0.23, 0.23, 0.765, 0.77)
+
+
+def landmarks_of(
+    image256: np.ndarray, box: tuple[int, int, int, int] | None = None
+) -> np.ndarray | None:
+    """68 landmarks on an aligned face (e.g. an inpainted result, for metrics). Without a box, HOG
+    finds the face; if it cannot, the template box is used, so an aligned face always gets
+    landmarks. None only for an image that is not (H, W, 3)."""
+    img = np.ascontiguousarray(image256)
+    if img.ndim != 3 or img.shape[2] != 3:
+        return None
+    if box is None:
+        faces = detect_faces(img, upsample=0, threshold=-0.3)
+        if faces:
+            return faces[0].landmarks
+        s = img.shape[0]
+        box = tuple(int(round(v * s)) for v in ALIGNED_BOX)
+    return _predict_landmarks(img, box)
