@@ -205,6 +205,15 @@ def box_of(landmarks: np.ndarray) -> tuple[int, int, int, int]:
     return int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(x1)), int(np.ceil(y1))
 
 
+def reference_box(real: np.ndarray, real_landmarks: np.ndarray) -> tuple[int, int, int, int]:
+    """The box every landmark fit of this face uses: dlib's HOG box on the real face (what the
+    shape predictor was trained on), or the landmarks' bounding box when HOG finds nothing."""
+    from model.faces import detect_faces
+
+    found = detect_faces(real, upsample=0, threshold=-0.3)
+    return tuple(found[0].box) if found else box_of(real_landmarks)
+
+
 def fit_landmarks(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     """dlib's 68 points fitted on `image` inside a given face box -> (68, 2) float32.
 
@@ -258,8 +267,8 @@ def nme(points: np.ndarray, reference: np.ndarray) -> float:
 def landmark_nme(pred: np.ndarray, real: np.ndarray, real_landmarks: np.ndarray) -> float:
     """NME of dlib's 68 points fitted on `pred` against those fitted on `real`.
 
-    Both fits use the box around the real face's landmarks (see `fit_landmarks`).
+    Both fits use the real face's box (`reference_box`, see `fit_landmarks`).
     """
     _check_pair(pred, real)
-    box = box_of(real_landmarks)
+    box = reference_box(real, real_landmarks)
     return nme(fit_landmarks(pred, box), fit_landmarks(real, box))

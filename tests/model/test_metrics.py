@@ -107,3 +107,30 @@ def test_nme_hand_computed():
     assert M.nme(ref, ref) == 0.0
     with pytest.raises(ValueError, match="68, 2"):
         M.nme(ref[:5], ref)
+
+
+@pytest.fixture(scope="module")
+def aligned_astronaut(astronaut):
+    faces = pytest.importorskip(
+        "model.faces", reason="model.faces (the faces helper) not in the tree yet"
+    )
+    return faces.find_and_align(astronaut)
+
+
+def test_identity_and_landmarks_on_a_real_face(aligned_astronaut):
+    face, lms = aligned_astronaut.image, aligned_astronaut.landmarks
+    assert M.identity_distance(face, face, lms) == 0.0
+    assert M.landmark_nme(face, face, lms) == 0.0
+    # Covering the lower face moves the descriptor and the jaw/mouth points; mild noise barely does.
+    noisy = np.clip(face.astype(int) + np.random.default_rng(0).integers(-8, 9, face.shape), 0, 255)
+    noisy = noisy.astype(np.uint8)
+    covered = face.copy()
+    covered[150:] = 128
+    d_noisy, d_covered = (
+        M.identity_distance(noisy, face, lms),
+        M.identity_distance(covered, face, lms),
+    )
+    assert 0 < d_noisy < 0.3 < d_covered
+    assert M.landmark_nme(noisy, face, lms) < M.landmark_nme(covered, face, lms)
+    with pytest.raises(ValueError, match="68, 2"):
+        M.box_of(lms[:10])

@@ -1,0 +1,629 @@
+"""`unmask eval`: every method on a dataset split -> the papers' Table 2 (method x metric), a
+training run's checkpoints -> Table 1 (metric by step), and the qualitative figures.
+
+Rows: the `masked` input first (the floor any method must beat), then the registry's order.
+Intervals: mean +- a t-based 95% confidence interval (t_{0.975, n-1} * sd / sqrt(n), ddof 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import math
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model import metrics as M
+from model.config import MASKED, RESULTS_DIR, shared_data_dir
+from model.methods.registry import METHODS
+
+# (column, header in the Markdown tables, decimals). Arrows: which way is better.
+METRICS: tuple[tuple[str, str, int], ...] = (
+    ("mse", "MSE (mask) ↓", 1),
+    ("psnr", "PSNR dB ↑", 2),
+    ("ssim", "SSIM ↑", 4),
+    ("lpips", "LPIPS ↓", 4),
+    ("identity", "Identity dist. ↓", 4),
+    ("landmark_nme", "Landmark NME ↓", 4),
+)
+FACE_METRICS = ("identity", "landmark_nme")  # dlib-based, computed per image on the CPU
+FIGURE_ROWS = 8
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data", type=Path, help="paired dataset folder made by `unmask data build`"
+    )
+    parser.add_argument("--split", default="test", choices=("train", "val", "test"))
+    parser.add_argument(
+        "--methods",
+        default="all",
+        help="'all' or comma-separated method keys (the masked floor is always added)",
+    )
+    parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
+    parser.add_argument("--batch", type=int, default=16, help="images per inpaint_batch call")
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS_DIR / "metrics", help="folder for the tables"
+    )
+    parser.add_argument(
+        "--figures",
+        type=Path,
+        default=RESULTS_DIR / "figures",
+        help="folder for the qualitative grids",
+    )
+    parser.add_argument("--no-figures", action="store_true", help="skip the qualitative grids")
+    parser.add_argument(
+        "--real-photos",
+        type=Path,
+        default=None,
+        help="real masked photos for qualitative_real.png (default: <shared data>/real-masked/images)",
+    )
+    parser.add_argument(
+        "--no-face-metrics",
+        action="store_true",
+        help="skip the dlib identity distance and landmark NME (the slow, CPU-only part)",
+    )
+    parser.add_argument(
+        "--device", default=None, help="torch device (default: cuda when available, else cpu)"
+    )
+    parser.add_argument(
+        "--run",
+        type=Path,
+        default=None,
+        help="a training run folder (runs/<name>): evaluate each checkpoints/step_*.pt -> table1.md/csv",
+    )
+    parser.add_argument(
+        "--untrained",
+        action="store_true",
+        help="TEST ONLY: use randomly initialised networks (and segmenter) instead of shipped weights; "
+        "numbers are meaningless, this exercises the pipeline without weights",
+    )
+
+
+# ---- statistics ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Summary:
+    n: int
+    mean: float
+    ci95: float  # half-width of the t-based 95% interval; nan when n < 2
+
+
+def summarise(values: Sequence[float]) -> Summary:
+    """Mean and t-based 95% CI half-width over the finite values (PSNR is inf on exact copies)."""
+    from scipy import stats
+
+    x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
+    if x.size == 0:
+        return Summary(0, math.nan, math.nan)
+    if x.size == 1:
+        return Summary(1, float(x[0]), math.nan)
+    half = float(stats.t.ppf(0.975, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
+    return Summary(int(x.size), float(x.mean()), half)
+
+
+def machine() -> str:
+    """Where the numbers were measured: OS, CPU model, GPU name, torch version."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{platform.system()} {platform.machine()}, {cpu}, {gpu}, torch {torch.__version__}"
+
+
+# ---- running one method over the split ------------------------------------------------------
+
+
+@dataclass
+class FaceRef:
+    """What the face metrics need from the real face, computed once per image."""
+
+    landmarks: (
+        np.ndarray
+    )  # (68, 2) dataset landmarks on the aligned face: the alignment for descriptors
+    descriptor: np.ndarray  # (128,) dlib descriptor of the real face
+    box: tuple[int, int, int, int]  # face box on the real face; every landmark fit uses it
+    fitted: np.ndarray  # (68, 2) dlib's points fitted on the real face in `box` (NME reference)
+
+
+@dataclass
+class MethodResult:
+    key: str
+    label: str
+    rows: list[dict] = field(default_factory=list)  # per image: id + one value per metric
+    ms_per_image: float = math.nan
+    note: str = ""  # why it was skipped, when it was
+
+
+def face_refs(split, progress: bool = True) -> list[FaceRef]:
+    from tqdm import tqdm
+
+    refs = []
+    for real, lms in tqdm(
+        zip(split.face, split.landmarks, strict=True),
+        total=len(split.ids),
+        desc="real faces (dlib)",
+        disable=not progress,
+        file=sys.stderr,
+    ):
+        box = M.reference_box(real, lms)
+        refs.append(FaceRef(lms, M.face_descriptor(real, lms), box, M.fit_landmarks(real, box)))
+    return refs
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def evaluate_outputs(
+    key: str,
+    label: str,
+    split,
+    infer: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None,
+    *,
+    device: torch.device,
+    batch: int,
+    refs: list[FaceRef] | None,
+    keep: Sequence[int] = (),
+    progress: bool = True,
+) -> tuple[MethodResult, dict[int, np.ndarray]]:
+    """Run `infer` (None = the masked input itself) batch by batch and score every output.
+
+    Returns the per-image rows and the uint8 outputs of the `keep` indices (for the figures).
+    Inference time excludes one untimed warm-up batch (CUDA kernels, cuDNN autotune).
+    """
+    from tqdm import tqdm
+
+    result = MethodResult(key, label)
+    kept: dict[int, np.ndarray] = {}
+    keep = set(keep)
+    n = len(split.ids)
+    seconds = 0.0
+    for start in tqdm(
+        range(0, n, batch), desc=f"{key:>14}", unit="batch", disable=not progress, file=sys.stderr
+    ):
+        stop = min(start + batch, n)
+        real = M.to_tensor(split.face[start:stop]).to(device)  # (B, 3, H, W) [-1, 1]
+        masked = M.to_tensor(split.masked[start:stop]).to(device)
+        mask = torch.from_numpy(split.seg[start:stop][:, None].astype(np.float32)).to(
+            device
+        )  # (B, 1, H, W)
+        if infer is None:
+            out = masked
+        else:
+            with torch.no_grad():
+                if start == 0:
+                    infer(masked, mask)
+                _sync(device)
+                t0 = time.perf_counter()
+                out = infer(masked, mask)
+                _sync(device)
+                seconds += time.perf_counter() - t0
+        # Score what a user would get: the output quantised to uint8, as a saved image.
+        out_u8 = M.to_uint8(out)  # (B, H, W, 3)
+        out = M.to_tensor(out_u8).to(device)
+        values = {
+            "mse": M.mse_masked_batch(out, real, mask),
+            "psnr": M.psnr_batch(out, real),
+            "ssim": M.ssim_batch(out, real),
+            "lpips": M.lpips_batch(out, real),
+        }
+        values = {k: v.cpu().tolist() for k, v in values.items()}
+        for j, i in enumerate(range(start, stop)):
+            row = {"id": split.ids[i], "method": key}
+            row.update({k: values[k][j] for k in values})
+            if refs is not None:
+                ref = refs[i]
+                row["identity"] = float(
+                    np.linalg.norm(M.face_descriptor(out_u8[j], ref.landmarks) - ref.descriptor)
+                )
+                row["landmark_nme"] = M.nme(M.fit_landmarks(out_u8[j], ref.box), ref.fitted)
+            else:
+                row["identity"] = row["landmark_nme"] = math.nan
+            result.rows.append(row)
+            if i in keep:
+                kept[i] = out_u8[j]
+    if infer is not None and n:
+        result.ms_per_image = 1000.0 * seconds / n
+    return result, kept
+
+
+def load_methods(keys: Sequence[str], *, untrained: bool, device: torch.device):
+    """Build each method; a method that cannot be built (weights not trained yet, a missing
+    module) is reported as a note instead of stopping the evaluation."""
+    loaded, notes = {}, {}
+    for key in keys:
+        spec = METHODS[key]
+        # Only the networks take a device (and, for tests, untrained=True); telea takes neither.
+        kwargs = (
+            {"device": device, **({"untrained": True} if untrained else {})}
+            if spec.trainable
+            else {}
+        )
+        try:
+            loaded[key] = spec.load(**kwargs)
+        except Exception as e:  # noqa: BLE001 - any load failure becomes a table note
+            notes[key] = f"{type(e).__name__}: {e}"
+    return loaded, notes
+
+
+def parse_methods(text: str) -> list[str]:
+    if text.strip() in ("", "all"):
+        return list(METHODS)
+    keys = [k.strip() for k in text.split(",") if k.strip() and k.strip() != MASKED]
+    unknown = [k for k in keys if k not in METHODS]
+    if unknown:
+        raise SystemExit(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
+    return keys
+
+
+# ---- tables ------------------------------------------------------------------------------------
+
+
+def _fmt(s: Summary, decimals: int) -> str:
+    if s.n == 0:
+        return "–"
+    if math.isnan(s.ci95):
+        return f"{s.mean:.{decimals}f}"
+    return f"{s.mean:.{decimals}f} ± {s.ci95:.{decimals}f}"
+
+
+def _summary_columns(rows: list[dict]) -> dict[str, object]:
+    """mean, ci95 half-width and n for each metric, as flat CSV columns."""
+    out: dict[str, object] = {}
+    for name, _, _ in METRICS:
+        s = summarise([r[name] for r in rows])
+        out[f"{name}_mean"], out[f"{name}_ci95"], out[f"{name}_n"] = s.mean, s.ci95, s.n
+    return out
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def write_table2(out_dir: Path, results: list[MethodResult], context: dict[str, str]) -> list[dict]:
+    rows = []
+    for r in results:
+        rows.append(
+            {
+                "method": r.key,
+                "label": r.label,
+                "n": len(r.rows),
+                **_summary_columns(r.rows),
+                "ms_per_image": r.ms_per_image,
+                "status": "skipped" if r.note else "ok",
+                "note": r.note,
+                "machine": context["machine"],
+            }
+        )
+    _write_csv(out_dir / "table2.csv", rows)
+    _write_csv(out_dir / "per_image.csv", [row for r in results for row in r.rows])
+
+    header = ["Method", "n", *(h for _, h, _ in METRICS), "ms / image"]
+    lines = [
+        f"# Table 2: methods on the {context['split']} split",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
+    ]
+    for r in results:
+        if r.note:
+            continue
+        cells = [r.label if r.key != MASKED else "Masked input (floor)", str(len(r.rows))]
+        cells += [_fmt(summarise([row[k] for row in r.rows]), d) for k, _, d in METRICS]
+        cells.append("–" if math.isnan(r.ms_per_image) else f"{r.ms_per_image:.1f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", *_notes(context, results)]
+    (out_dir / "table2.md").write_text("\n".join(lines) + "\n")
+    return rows
+
+
+def _notes(context: dict[str, str], results: list[MethodResult]) -> list[str]:
+    notes = [
+        "Notes:",
+        f"- Data: `{context['data']}`, split `{context['split']}`; evaluated {context['when']} on "
+        f"{context['machine']} (device `{context['device']}`).",
+        "- Values: mean ± half-width of the t-based 95% confidence interval over images "
+        "(t(0.975, n-1) · sd / √n); n = images with a finite value (PSNR is infinite on an exact copy).",
+        "- MSE: Yoshihashi et al. Eq. 5, per mask pixel the sum over R, G, B of the squared 0–255 "
+        "error, averaged over the mask. PSNR and SSIM (Gaussian window 11, σ 1.5): whole 256² RGB "
+        "image, data range 255. LPIPS: v0.1, AlexNet, whole image.",
+        "- Identity distance: Euclidean distance of dlib's 128-d face descriptors (output vs real, "
+        "both aligned by the real face's landmarks; dlib's same-person threshold is 0.6). Landmark "
+        "NME: dlib's 68 points fitted on the output vs on the real face (same box), mean error / "
+        "outer-eye-corner distance.",
+        "- Rows: the masked input first (the floor), then the method registry's order. "
+        "ms / image: inference only (batched, one untimed warm-up batch), excluding metrics.",
+    ]
+    if context.get("untrained"):
+        notes.append("- **TEST RUN with untrained networks: the numbers are meaningless.**")
+    if context.get("face_metrics") == "off":
+        notes.append("- Identity and landmark metrics were not computed (`--no-face-metrics`).")
+    for r in results:
+        if r.note:
+            notes.append(f"- Skipped `{r.key}` ({r.label}): {r.note}")
+    return notes
+
+
+def write_table1(
+    out_dir: Path, results: list[tuple[int, MethodResult]], context: dict[str, str]
+) -> None:
+    rows = [
+        {"step": step, "n": len(r.rows), **_summary_columns(r.rows), "ms_per_image": r.ms_per_image}
+        for step, r in results
+    ]
+    _write_csv(out_dir / "table1.csv", rows)
+    _write_csv(
+        out_dir / "table1_per_image.csv",
+        [{"step": step, **row} for step, r in results for row in r.rows],
+    )
+    # As the paper's Table 1: one row per metric, one column per checkpoint.
+    steps = [step for step, _ in results]
+    lines = [
+        f"# Table 1: metrics by training step, run `{context['run']}`",
+        "",
+        "| Metric | " + " | ".join(f"step {s}" for s in steps) + " |",
+        "|---|" + "---:|" * len(steps),
+    ]
+    for key, header, decimals in METRICS:
+        cells = [_fmt(summarise([row[key] for row in r.rows]), decimals) for _, r in results]
+        lines.append(f"| {header} | " + " | ".join(cells) + " |")
+    lines += ["", *_notes(context, [])]
+    (out_dir / "table1.md").write_text("\n".join(lines) + "\n")
+
+
+# ---- figures -----------------------------------------------------------------------------------
+
+
+def grid_figure(
+    path: Path, columns: list[str], rows: list[list[np.ndarray]], cell: int = 192
+) -> None:
+    """A labelled grid: one column per entry of `columns`, one row per face (uint8 RGB images)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    head, pad = 30, 4
+    width = len(columns) * (cell + pad) + pad
+    height = head + len(rows) * (cell + pad) + pad
+    canvas = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default(size=14)
+    for c, name in enumerate(columns):
+        x = pad + c * (cell + pad)
+        text = name
+        while draw.textlength(text, font=font) > cell and len(text) > 4:
+            text = text[:-2] + "…" if not text.endswith("…") else text[:-3] + "…"
+        w = draw.textlength(text, font=font)
+        draw.text((x + (cell - w) / 2, 8), text, fill="black", font=font)
+        for r, images in enumerate(rows):
+            tile = Image.fromarray(images[c]).resize((cell, cell), Image.Resampling.LANCZOS)
+            canvas.paste(tile, (x, head + r * (cell + pad)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(path, optimize=True)
+
+
+def figure_indices(n: int) -> list[int]:
+    """FIGURE_ROWS test faces spread evenly over the split (deterministic)."""
+    return sorted(set(np.linspace(0, n - 1, min(n, FIGURE_ROWS)).round().astype(int).tolist()))
+
+
+def synthetic_figure(
+    path: Path, split, results: list[MethodResult], kept: dict[str, dict[int, np.ndarray]]
+) -> None:
+    idx = figure_indices(len(split.ids))
+    shown = [r for r in results if not r.note and r.key != MASKED]
+    columns = ["Input (masked)", *(r.label for r in shown), "Real"]
+    rows = [[split.masked[i], *(kept[r.key][i] for r in shown), split.face[i]] for i in idx]
+    grid_figure(path, columns, rows)
+
+
+def _overlay(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    out = image.astype(np.float32)
+    out[mask] = 0.5 * out[mask] + 0.5 * np.array([255, 0, 255], np.float32)
+    return out.astype(np.uint8)
+
+
+def real_figure(path: Path, photos: Path, methods: dict, *, untrained: bool) -> str:
+    """Real masked photos: align, segment the mask, run each method (no ground truth).
+
+    Returns a message saying what was drawn or why not.
+    """
+    from model.faces import FaceError, find_and_align
+    from model.imageio import ImageError, load_image
+    from model.segmenter import load_segmenter
+
+    files = sorted(p for p in photos.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if not files:
+        return f"no photos in {photos}"
+    try:
+        segmenter = load_segmenter(untrained=untrained)
+    except Exception as e:  # noqa: BLE001 - no segmenter weights yet: skip the figure, say why
+        return f"real-photo figure skipped: segmenter unavailable ({type(e).__name__}: {e})"
+    rows = []
+    # Every k-th photo, in file-name order, so the 8 are spread over the folder yet reproducible.
+    order = files[:: max(1, len(files) // (4 * FIGURE_ROWS))] + files
+    for p in order:
+        if len(rows) == FIGURE_ROWS:
+            break
+        try:
+            aligned = find_and_align(load_image(p))
+        except (FaceError, ImageError):
+            continue
+        if aligned.n_other_faces:  # groups: the grid is about one face a photo
+            continue
+        face = aligned.image
+        mask = segmenter.predict(face)
+        rows.append(
+            [face, _overlay(face, mask), *(m.inpaint(face, mask) for m in methods.values())]
+        )
+    if not rows:
+        return f"real-photo figure skipped: no face found in {photos}"
+    columns = ["Photo (aligned)", "Predicted mask", *(METHODS[k].label for k in methods)]
+    grid_figure(path, columns, rows)
+    return f"{path} ({len(rows)} photos)"
+
+
+# ---- entry points ------------------------------------------------------------------------------
+
+
+def _device(name: str | None) -> torch.device:
+    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def _load_split(data: Path, split: str, limit: int | None):
+    try:
+        from model.data import load_split
+    except ImportError as e:
+        raise SystemExit(f"cannot read the dataset: model.data is unavailable ({e})") from e
+    return load_split(data, split, limit)
+
+
+def _context(args, device: torch.device, **extra) -> dict[str, str]:
+    return {
+        "data": str(args.data),
+        "split": args.split,
+        "machine": machine(),
+        "device": str(device),
+        "when": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "untrained": "yes" if args.untrained else "",
+        "face_metrics": "off" if args.no_face_metrics else "on",
+        **extra,
+    }
+
+
+def run_table2(args) -> int:
+    device = _device(args.device)
+    keys = parse_methods(args.methods)
+    split = _load_split(args.data, args.split, args.limit)
+    if not split.ids:
+        raise SystemExit(f"no usable images in split {args.split!r} of {args.data}")
+    print(f"evaluating {len(split.ids)} {args.split} images on {device}", file=sys.stderr)
+    methods, notes = load_methods(keys, untrained=args.untrained, device=device)
+    for key, note in notes.items():
+        print(f"skipping {key}: {note}", file=sys.stderr)
+    refs = None if args.no_face_metrics else face_refs(split)
+    keep = [] if args.no_figures else figure_indices(len(split.ids))
+
+    results, kept = [], {}
+    floor, kept[MASKED] = evaluate_outputs(
+        MASKED, "Masked input", split, None, device=device, batch=args.batch, refs=refs, keep=keep
+    )
+    results.append(floor)
+    for key in keys:
+        if key in notes:
+            results.append(MethodResult(key, METHODS[key].label, note=notes[key]))
+            continue
+        r, kept[key] = evaluate_outputs(
+            key,
+            METHODS[key].label,
+            split,
+            methods[key].inpaint_batch,
+            device=device,
+            batch=args.batch,
+            refs=refs,
+            keep=keep,
+        )
+        results.append(r)
+
+    write_table2(args.out, results, _context(args, device))
+    print(f"wrote {args.out / 'table2.md'}, table2.csv, per_image.csv", file=sys.stderr)
+    if not args.no_figures:
+        synthetic_figure(args.figures / "qualitative_synthetic.png", split, results, kept)
+        print(f"wrote {args.figures / 'qualitative_synthetic.png'}", file=sys.stderr)
+        photos = args.real_photos or shared_data_dir() / "real-masked" / "images"
+        if photos.is_dir():
+            msg = real_figure(
+                args.figures / "qualitative_real.png", photos, methods, untrained=args.untrained
+            )
+            print(msg, file=sys.stderr)
+        else:
+            print(f"real-photo figure skipped: {photos} not found", file=sys.stderr)
+    print((args.out / "table2.md").read_text())
+    return 0
+
+
+def checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """(step, path) of runs/<name>/checkpoints/step_XXXXXXX.pt, by step."""
+    found = []
+    for p in (run_dir / "checkpoints").glob("step_*.pt"):
+        try:
+            found.append((int(p.stem.split("_", 1)[1]), p))
+        except ValueError:
+            continue
+    return sorted(found)
+
+
+def _run_data_dir(run_dir: Path) -> Path | None:
+    """The dataset a run trained on, from its resolved config.toml (any `data`/`data_dir` key)."""
+    import tomllib
+
+    cfg_path = run_dir / "config.toml"
+    if not cfg_path.is_file():
+        return None
+    stack = [tomllib.loads(cfg_path.read_text())]
+    while stack:
+        d = stack.pop()
+        for k, v in d.items():
+            if k in ("data", "data_dir") and isinstance(v, str):
+                return Path(v)
+            if isinstance(v, dict):
+                stack.append(v)
+    return None
+
+
+def run_table1(args) -> int:
+    from model.methods.gan import from_checkpoint
+
+    device = _device(args.device)
+    steps = checkpoints(args.run)
+    if not steps:
+        raise SystemExit(f"no checkpoints/step_*.pt in {args.run}")
+    args.data = args.data or _run_data_dir(args.run)
+    if args.data is None:
+        raise SystemExit(f"--data is needed: {args.run}/config.toml names no dataset")
+    split = _load_split(args.data, args.split, args.limit)
+    refs = None if args.no_face_metrics else face_refs(split)
+    results = []
+    for step, path in steps:
+        method = from_checkpoint(path)
+        r, _ = evaluate_outputs(
+            f"step {step}",
+            f"step {step}",
+            split,
+            method.inpaint_batch,
+            device=device,
+            batch=args.batch,
+            refs=refs,
+        )
+        results.append((step, r))
+    write_table1(args.out, results, _context(args, device, run=str(args.run)))
+    print((args.out / "table1.md").read_text())
+    return 0
+
+
+def run(args) -> int:
+    torch.set_grad_enabled(False)
+    if args.run is not None:
+        return run_table1(args)
+    if args.data is None:
+        raise SystemExit("unmask eval: --data DIR (or --run RUN_DIR) is required")
+    return run_table2(args)
