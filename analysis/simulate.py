@@ -1,0 +1,173 @@
+"""A seeded, realistic simulated study export (DESIGN.md long format) for demos and tests.
+
+Its file name says "simulated" and its participant codes start with "sim-", so every output
+made from it is marked simulated (analysis.load.is_simulated). It is never a study result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a plain script: make the repo root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+import pandas as pd
+
+from analysis.load import COLUMNS
+from model.config import EXPRESSIONS, REAL
+from model.methods.registry import METHODS
+
+# Latent mean quality (1..7) per method: the paper's Table 3 levels, unmask a little above "landmark".
+QUALITY_MEAN = {
+    "telea": 1.5,
+    "pix2pix": 2.7,
+    "pix2pix_mask": 3.6,
+    "dilated_se": 4.5,
+    "landmark": 4.8,
+    "unmask": 5.2,
+    REAL: 6.1,
+}
+# Probability of naming the true expression, per method, before the participant's own skill.
+ACCURACY = {
+    "telea": 0.93,
+    "pix2pix": 0.92,
+    "pix2pix_mask": 0.91,
+    "dilated_se": 0.88,
+    "landmark": 0.92,
+    "unmask": 0.94,
+    REAL: 0.97,
+}
+# The paper's Table 5: without a mouth, happy is read as neutral, and surprise is harder.
+EXPRESSION_PENALTY = {"neutral": 0.0, "happy": 0.12, "angry": 0.0, "sad": 0.04, "surprise": 0.05}
+CONFUSED_WITH = {
+    "neutral": "sad",
+    "happy": "neutral",
+    "angry": "sad",
+    "sad": "neutral",
+    "surprise": "happy",
+}
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    participants: int = 20
+    per_expression: int = 2  # trials per method and expression (paper: 10 per method)
+    practice: int = 3
+    catch: int = 4
+    inattentive: int = 1  # participants answering at random (fail the catch trials)
+    seed: int = 0
+
+
+def simulate(cfg: SimConfig = SimConfig()) -> pd.DataFrame:
+    """One row a trial, DESIGN.md columns, shuffled order per participant."""
+    rng = np.random.default_rng(cfg.seed)
+    methods = [*METHODS, REAL]
+    n_faces = len(methods) * cfg.per_expression  # faces per expression; each seen once per rater
+    q_face = rng.normal(0, 0.4, size=(len(EXPRESSIONS), n_faces))  # some faces inpaint worse
+    start = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    rows = []
+    for p in range(cfg.participants):
+        pid = f"sim-{p + 1:03d}"
+        inattentive = p >= cfg.participants - cfg.inattentive
+        bias, skill = rng.normal(0, 0.45), rng.normal(0, 0.03)
+        speed = rng.normal(np.log(5200), 0.25)  # per-trial ms, log scale (paper: ~50-60 s / 10)
+        trials = []
+        for kind, n in (("practice", cfg.practice), ("catch", cfg.catch)):
+            for _ in range(n):
+                trials.append((kind, REAL, rng.choice(EXPRESSIONS), int(rng.integers(1000))))
+        main = []
+        for e_i, expr in enumerate(EXPRESSIONS):
+            # Rotate faces over methods by participant: each rater sees each face once, and every
+            # face is seen under every method across raters (a Latin-square-like assignment).
+            for f in range(n_faces):
+                m = methods[(f + p) % len(methods)]
+                main.append(("main", m, expr, f, e_i))
+        order = rng.permutation(len(main))
+        trials += [main[i][:4] for i in order]
+        t = start + timedelta(days=p // 4, hours=p % 4)
+        for idx, (kind, m, expr, face) in enumerate(trials):
+            e_i = EXPRESSIONS.index(expr)
+            if kind == "main":
+                image_id = f"{expr}_{face:03d}"
+                p_ok = ACCURACY[m] - (EXPRESSION_PENALTY[expr] if m != REAL else 0.0) + skill
+                latent = QUALITY_MEAN[m] + bias + q_face[e_i, face] + rng.normal(0, 0.8)
+            else:
+                image_id = f"{kind}_{face:03d}"
+                p_ok, latent = 0.99, 6.3 + bias + rng.normal(0, 0.6)
+            if inattentive:
+                p_ok, latent = 1 / len(EXPRESSIONS), rng.uniform(1, 7.5)
+            if rng.random() < min(p_ok, 1.0):
+                chosen = expr
+            elif rng.random() < 0.6:
+                chosen = CONFUSED_WITH[expr]
+            else:
+                chosen = rng.choice([x for x in EXPRESSIONS if x != expr])
+            quality = int(np.clip(np.rint(latent), 1, 7))
+            rt = np.exp(
+                speed
+                + rng.normal(0, 0.35)
+                - 0.04 * (latent - 4)
+                + (0.5 if kind == "practice" else 0)
+            )
+            if inattentive:
+                rt *= 0.35
+            if rng.random() < 0.01:  # the odd lapse (phone rang) or double click
+                rt = float(rng.choice([rng.uniform(90_000, 200_000), rng.uniform(80, 200)]))
+            t += timedelta(milliseconds=float(rt) + float(rng.uniform(1500, 4000)))
+            rows.append(
+                {
+                    "participant_id": pid,
+                    "trial_index": idx,
+                    "stimulus_id": f"{image_id}__{m}",
+                    "image_id": image_id,
+                    "method": m,
+                    "expression_true": expr,
+                    "expression_chosen": chosen,
+                    "correct": int(chosen == expr),
+                    "quality": quality,
+                    "rt_ms": round(float(rt), 1),
+                    "is_practice": int(kind == "practice"),
+                    "is_catch": int(kind == "catch"),
+                    "answered_at": t.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                }
+            )
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def write(out_dir: str | Path, cfg: SimConfig = SimConfig()) -> Path:
+    """Write the simulated export; the file name always contains "simulated"."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"study_export_simulated_seed{cfg.seed}_n{cfg.participants}.csv"
+    simulate(cfg).to_csv(path, index=False)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--out", default="results/study", help="folder for the CSV (default: %(default)s)"
+    )
+    ap.add_argument("--participants", type=int, default=SimConfig.participants)
+    ap.add_argument("--per-expression", type=int, default=SimConfig.per_expression)
+    ap.add_argument("--inattentive", type=int, default=SimConfig.inattentive)
+    ap.add_argument("--seed", type=int, default=SimConfig.seed)
+    a = ap.parse_args(argv)
+    cfg = SimConfig(
+        participants=a.participants,
+        per_expression=a.per_expression,
+        inattentive=min(a.inattentive, a.participants),
+        seed=a.seed,
+    )
+    path = write(a.out, cfg)
+    print(f"wrote SIMULATED study export {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
