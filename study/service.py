@@ -1,0 +1,614 @@
+"""Every read and write of the study: stimuli registration, sessions, trials, responses, progress, export.
+
+Plain Python on SQLAlchemy (no gradio): the Gradio app, the CLI, the tests and the benchmark all
+call this. Each answer is committed in its own transaction the moment it arrives; repeats of the
+same answer (double click, retried request) are recognised and stored once.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import io
+import math
+import secrets
+import threading
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+
+from sqlalchemy import Engine, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from model.config import EXPRESSIONS
+from study import design
+from study.db import WRITE, is_sqlite, make_engine
+from study.schema import Participant, Response, Setting, Stimulus, Trial, utcnow
+
+# DESIGN.md's long-format export, in this order.
+EXPORT_COLUMNS = (
+    "participant_id",
+    "trial_index",
+    "stimulus_id",
+    "image_id",
+    "method",
+    "expression_true",
+    "expression_chosen",
+    "correct",
+    "quality",
+    "rt_ms",
+    "is_practice",
+    "is_catch",
+    "answered_at",
+)
+AGE_BANDS = ("18-24", "25-34", "35-44", "45-54", "55-64", "65+")
+GENDERS = ("female", "male", "non-binary or other", "prefer not to say")
+VISION = ("yes", "no")
+MAX_CODE_LEN = 64
+QUALITY_SCALE = (1, 7)
+MAX_RT_MS = 3_600_000.0  # an hour: anything longer is a broken clock, stored as missing
+
+
+class StudyError(ValueError):
+    """A request the study refuses; `reason` is a slug, the message is for people."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class StimulusRow:
+    """One stimulus as the builder (or a test) registers it; `file` is relative to the stimuli dir."""
+
+    stimulus_id: str
+    image_id: str
+    expression: str
+    method: str
+    file: str
+    sha256: str
+    role: str = "main"
+    performer: str | None = None
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    token: str  # secret the browser keeps to resume; only its hash is stored
+    code: str
+    resumed: bool
+    n_trials: int
+    n_practice: int
+
+
+@dataclass(frozen=True)
+class TrialView:
+    """What a rater may know about the current trial: no method, no stimulus id, no file name."""
+
+    trial_index: int
+    n_trials: int
+    n_practice: int
+    is_practice: bool
+    stage: str  # "expression" (image shown, waiting for the click) or "quality"
+    image_png: bytes
+
+    @property
+    def position(self) -> int:
+        """1-based position within its block (practice, or the main trials)."""
+        return self.trial_index + 1 if self.is_practice else self.trial_index - self.n_practice + 1
+
+    @property
+    def block_size(self) -> int:
+        return self.n_practice if self.is_practice else self.n_trials - self.n_practice
+
+
+@dataclass(frozen=True)
+class RecordOutcome:
+    stored: bool  # False: an identical trial was already answered (a repeat; nothing changed)
+    trial_index: int
+    value: str | int  # the value now stored (the first one given, on a repeat)
+
+
+@dataclass(frozen=True)
+class ParticipantProgress:
+    code: str
+    list_index: int
+    n_trials: int
+    n_answered: int
+    n_rated: int
+    started_at: datetime
+    last_answer_at: datetime | None
+    completed: bool
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def iso_utc(t: datetime | None) -> str:
+    return "" if t is None else t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class StudyService:
+    """The study's state in one database; cheap to share between threads and users."""
+
+    def __init__(self, engine: Engine | None = None, *, stimuli_dir: str | Path | None = None):
+        self.engine = engine if engine is not None else make_engine()
+        self._write_engine = self.engine.execution_options(**WRITE)
+        # One writer at a time inside this process: SQLite allows one anyway, and queueing here
+        # is fairer and faster than its sleep-and-retry busy handler. Other engines need none.
+        self._write_lock = threading.Lock() if is_sqlite(self.engine) else None
+        self._stimuli_dir = Path(stimuli_dir) if stimuli_dir is not None else None
+        self._refs: list[design.StimulusRef] | None = None
+        self._read_image = lru_cache(maxsize=2048)(self._read_image_uncached)
+
+    # -- units of work -------------------------------------------------------------------
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        with self._write_lock or nullcontext():
+            with Session(self._write_engine, expire_on_commit=False) as s, s.begin():
+                yield s
+
+    @contextmanager
+    def _read(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as s, s.begin():
+            yield s
+
+    # -- settings ------------------------------------------------------------------------
+    def setting(self, key: str, default: str | None = None) -> str | None:
+        with self._read() as s:
+            row = s.get(Setting, key)
+            return row.value if row else default
+
+    def set_setting(self, key: str, value: str) -> None:
+        with self._write() as s:
+            s.merge(Setting(key=key, value=value))
+
+    def secret_setting(self, key: str) -> str:
+        """A random secret made once and kept in the database (e.g. the browser-state key)."""
+        value = self.setting(key)
+        if value is None:
+            with self._write() as s:
+                row = s.get(Setting, key)
+                if row is None:
+                    row = Setting(key=key, value=secrets.token_urlsafe(24))
+                    s.add(row)
+                value = row.value
+        return value
+
+    @property
+    def stimuli_dir(self) -> Path:
+        if self._stimuli_dir is None:
+            stored = self.setting("stimuli_dir")
+            if stored is None:
+                raise StudyError("no_stimuli", "no stimuli registered: run `unmask study build`")
+            self._stimuli_dir = Path(stored)
+        return self._stimuli_dir
+
+    # -- stimuli -------------------------------------------------------------------------
+    def register_stimuli(self, rows: Iterable[StimulusRow], stimuli_dir: str | Path) -> int:
+        """Store the stimulus rows (files must exist and match their sha256); returns the count.
+
+        Refused once participants exist: their sequences point at the current set.
+        """
+        root = Path(stimuli_dir).resolve()
+        rows = list(rows)
+        for r in rows:
+            path = root / r.file
+            if not path.is_file():
+                raise StudyError("missing_file", f"stimulus file not found: {path}")
+            if file_sha256(path) != r.sha256:
+                raise StudyError("bad_sha256", f"sha256 mismatch for {path}")
+            if r.expression not in EXPRESSIONS:
+                raise StudyError("bad_expression", f"{r.expression!r} not in {EXPRESSIONS}")
+        design.validate([self._ref(r) for r in rows])
+        with self._write() as s:
+            if s.scalar(select(func.count(Participant.id))):
+                raise StudyError(
+                    "has_participants", "the study already has participants: use a new database"
+                )
+            for old in s.scalars(select(Stimulus)):
+                s.delete(old)
+            s.flush()
+            s.add_all(
+                Stimulus(
+                    id=r.stimulus_id,
+                    image_id=r.image_id,
+                    performer=r.performer,
+                    expression=r.expression,
+                    method=r.method,
+                    role=r.role,
+                    file=r.file,
+                    sha256=r.sha256,
+                )
+                for r in rows
+            )
+            s.merge(Setting(key="stimuli_dir", value=str(root)))
+        self._stimuli_dir = root
+        self._refs = None
+        self._read_image.cache_clear()
+        return len(rows)
+
+    @staticmethod
+    def _ref(r: StimulusRow | Stimulus) -> design.StimulusRef:
+        sid = r.stimulus_id if isinstance(r, StimulusRow) else r.id
+        return design.StimulusRef(sid, r.image_id, r.expression, r.method, r.role)
+
+    def stimulus_refs(self) -> list[design.StimulusRef]:
+        if self._refs is None:
+            with self._read() as s:
+                self._refs = [self._ref(x) for x in s.scalars(select(Stimulus))]
+        return self._refs
+
+    def has_stimuli(self) -> bool:
+        return bool(self.stimulus_refs()) or bool(self._reload_refs())
+
+    def _reload_refs(self) -> list[design.StimulusRef]:
+        self._refs = None
+        return self.stimulus_refs()
+
+    def _read_image_uncached(self, file: str, sha256: str) -> bytes:
+        data = (self.stimuli_dir / file).read_bytes()
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise StudyError("bad_sha256", f"stimulus file changed on disk: {file}")
+        return data
+
+    # -- sessions ------------------------------------------------------------------------
+    def start_session(
+        self,
+        code: str,
+        *,
+        consent: bool,
+        age_band: str | None = None,
+        gender: str | None = None,
+        vision_corrected: str | None = None,
+        user_agent: str | None = None,
+        resume_token: str | None = None,
+    ) -> SessionInfo:
+        """Register a participant (or resume one with its token) and plan their whole sequence."""
+        if not consent:
+            raise StudyError("no_consent", "consent is needed to take part")
+        code = (code or "").strip()
+        if not code:
+            raise StudyError("no_code", "please enter a participant code")
+        if len(code) > MAX_CODE_LEN or not code.isprintable():
+            raise StudyError("bad_code", f"codes are 1 to {MAX_CODE_LEN} printable characters")
+        for value, allowed, name in (
+            (age_band, AGE_BANDS, "age band"),
+            (gender, GENDERS, "gender"),
+            (vision_corrected, VISION, "vision corrected"),
+        ):
+            if value not in (None, "") and value not in allowed:
+                raise StudyError("bad_field", f"unknown {name}: {value!r}")
+
+        refs = self.stimulus_refs() or self._reload_refs()
+        if not refs:
+            raise StudyError("no_stimuli", "no stimuli registered: run `unmask study build`")
+        for _attempt in range(5):
+            token = secrets.token_urlsafe(24)
+            try:
+                with self._write() as s:
+                    existing = s.scalar(select(Participant).where(Participant.code == code))
+                    if existing is not None:
+                        if resume_token and hmac.compare_digest(
+                            existing.token_hash, token_hash(resume_token)
+                        ):
+                            return self._info(s, existing, resume_token, resumed=True)
+                        raise StudyError(
+                            "code_taken",
+                            "this code is already in use: choose another one, or continue "
+                            "in the browser where you started",
+                        )
+                    ordinal = s.scalar(select(func.coalesce(func.max(Participant.ordinal) + 1, 0)))
+                    seed = secrets.randbits(31)
+                    list_index = design.list_for_ordinal(ordinal, refs)
+                    plan = design.participant_sequence(refs, list_index, seed)
+                    p = Participant(
+                        code=code,
+                        ordinal=ordinal,
+                        list_index=list_index,
+                        seed=seed,
+                        token_hash=token_hash(token),
+                        consent_at=utcnow(),
+                        age_band=age_band or None,
+                        gender=gender or None,
+                        vision_corrected=vision_corrected or None,
+                        user_agent=(user_agent or None) and user_agent[:512],
+                    )
+                    s.add(p)
+                    s.flush()
+                    s.add_all(
+                        Trial(
+                            participant_id=p.id,
+                            trial_index=t.trial_index,
+                            stimulus_id=t.stimulus_id,
+                            image_id=t.image_id,
+                            is_practice=t.is_practice,
+                            is_catch=t.is_catch,
+                        )
+                        for t in plan
+                    )
+                    s.flush()
+                    return self._info(s, p, token, resumed=False)
+            except IntegrityError:
+                continue  # another process took the code or the ordinal in between: look again
+        raise StudyError("busy", "could not register, please try again")
+
+    def _info(self, s: Session, p: Participant, token: str, *, resumed: bool) -> SessionInfo:
+        n = s.scalar(select(func.count(Trial.id)).where(Trial.participant_id == p.id)) or 0
+        n_practice = (
+            s.scalar(
+                select(func.count(Trial.id)).where(
+                    Trial.participant_id == p.id, Trial.is_practice.is_(True)
+                )
+            )
+            or 0
+        )
+        return SessionInfo(token, p.code, resumed, n, n_practice)
+
+    def _participant(self, s: Session, token: str | None) -> Participant:
+        if not token:
+            raise StudyError("no_session", "no session: start from the beginning")
+        p = s.scalar(select(Participant).where(Participant.token_hash == token_hash(token)))
+        if p is None:
+            raise StudyError("no_session", "unknown session: start from the beginning")
+        return p
+
+    def resume(self, token: str) -> SessionInfo:
+        with self._read() as s:
+            return self._info(s, self._participant(s, token), token, resumed=True)
+
+    # -- trials --------------------------------------------------------------------------
+    def _current(self, s: Session, p: Participant) -> tuple[Trial, Response | None] | None:
+        """The first trial without a complete (expression + quality) response."""
+        row = s.execute(
+            select(Trial, Response)
+            .outerjoin(Response, Response.trial_id == Trial.id)
+            .where(
+                Trial.participant_id == p.id,
+                or_(Response.id.is_(None), Response.quality.is_(None)),
+            )
+            .order_by(Trial.trial_index)
+            .limit(1)
+        ).first()
+        return None if row is None else (row[0], row[1])
+
+    def next_trial(self, token: str) -> TrialView | None:
+        """The participant's next unanswered trial (None when all are done); marks it shown."""
+        with self._write() as s:
+            p = self._participant(s, token)
+            current = self._current(s, p)
+            info = self._info(s, p, token, resumed=True)
+            if current is None:
+                if p.completed_at is None:
+                    p.completed_at = utcnow()
+                return None
+            trial, response = current
+            if response is None:
+                trial.shown_at = utcnow()
+                trial.n_shown += 1
+            stim = s.get(Stimulus, trial.stimulus_id)
+            image = self._read_image(stim.file, stim.sha256)
+            return TrialView(
+                trial_index=trial.trial_index,
+                n_trials=info.n_trials,
+                n_practice=info.n_practice,
+                is_practice=trial.is_practice,
+                stage="expression" if response is None else "quality",
+                image_png=image,
+            )
+
+    def record_response(
+        self, token: str, trial_index: int, expression: str, rt_ms: float | None = None
+    ) -> RecordOutcome:
+        """Store the expression answer of the current trial, once; a repeat changes nothing."""
+        if expression not in EXPRESSIONS:
+            raise StudyError("bad_expression", f"choose one of {', '.join(EXPRESSIONS)}")
+        rt = _clean_rt(rt_ms)
+        trial_index = int(trial_index)
+        try:
+            with self._write() as s:
+                p = self._participant(s, token)
+                trial = s.scalar(
+                    select(Trial).where(
+                        Trial.participant_id == p.id, Trial.trial_index == trial_index
+                    )
+                )
+                if trial is None:
+                    raise StudyError("no_trial", f"no trial {trial_index}")
+                if trial.response is not None:
+                    return RecordOutcome(False, trial_index, trial.response.expression_chosen)
+                current = self._current(s, p)
+                if current is None or current[0].id != trial.id or trial.shown_at is None:
+                    raise StudyError("not_current", f"trial {trial_index} is not the one shown")
+                s.add(
+                    Response(
+                        trial_id=trial.id,
+                        participant_id=p.id,
+                        trial_index=trial_index,
+                        expression_chosen=expression,
+                        rt_ms=rt,
+                        answered_at=utcnow(),
+                    )
+                )
+                s.flush()
+                return RecordOutcome(True, trial_index, expression)
+        except IntegrityError:
+            # Another process stored this trial's answer first: the unique constraints held.
+            with self._read() as s:
+                r = s.scalar(
+                    select(Response)
+                    .join(Participant, Participant.id == Response.participant_id)
+                    .where(
+                        Participant.token_hash == token_hash(token),
+                        Response.trial_index == trial_index,
+                    )
+                )
+                if r is None:
+                    raise
+                return RecordOutcome(False, trial_index, r.expression_chosen)
+
+    def record_quality(self, token: str, trial_index: int, quality: int) -> RecordOutcome:
+        """Store the 1..7 quality rating of an answered trial, once."""
+        try:
+            quality = int(quality)
+        except (TypeError, ValueError):
+            raise StudyError("bad_quality", "quality is a whole number from 1 to 7") from None
+        lo, hi = QUALITY_SCALE
+        if not lo <= quality <= hi:
+            raise StudyError("bad_quality", f"quality is from {lo} to {hi}")
+        trial_index = int(trial_index)
+        with self._write() as s:
+            p = self._participant(s, token)
+            done = s.execute(
+                update(Response)
+                .where(
+                    Response.participant_id == p.id,
+                    Response.trial_index == trial_index,
+                    Response.quality.is_(None),
+                )
+                .values(quality=quality, rated_at=utcnow())
+            )
+            if done.rowcount == 1:
+                return RecordOutcome(True, trial_index, quality)
+            r = s.scalar(
+                select(Response).where(
+                    Response.participant_id == p.id, Response.trial_index == trial_index
+                )
+            )
+            if r is None:
+                raise StudyError("not_answered", "choose the expression first")
+            return RecordOutcome(False, trial_index, r.quality)
+
+    # -- admin ---------------------------------------------------------------------------
+    def progress(self) -> list[ParticipantProgress]:
+        with self._read() as s:
+            answered = dict(
+                s.execute(
+                    select(Response.participant_id, func.count(Response.id)).group_by(
+                        Response.participant_id
+                    )
+                ).all()
+            )
+            rated = dict(
+                s.execute(
+                    select(Response.participant_id, func.count(Response.id))
+                    .where(Response.quality.is_not(None))
+                    .group_by(Response.participant_id)
+                ).all()
+            )
+            last = dict(
+                s.execute(
+                    select(Response.participant_id, func.max(Response.answered_at)).group_by(
+                        Response.participant_id
+                    )
+                ).all()
+            )
+            n_trials = dict(
+                s.execute(
+                    select(Trial.participant_id, func.count(Trial.id)).group_by(
+                        Trial.participant_id
+                    )
+                ).all()
+            )
+            out = []
+            for p in s.scalars(select(Participant).order_by(Participant.ordinal)):
+                n = n_trials.get(p.id, 0)
+                last_at = last.get(p.id)
+                if isinstance(last_at, datetime) and last_at.tzinfo is None:
+                    last_at = last_at.replace(tzinfo=p.created_at.tzinfo)
+                elif isinstance(last_at, str):  # SQLite's max() returns the stored text
+                    last_at = datetime.fromisoformat(last_at).replace(tzinfo=p.created_at.tzinfo)
+                out.append(
+                    ParticipantProgress(
+                        code=p.code,
+                        list_index=p.list_index,
+                        n_trials=n,
+                        n_answered=answered.get(p.id, 0),
+                        n_rated=rated.get(p.id, 0),
+                        started_at=p.created_at,
+                        last_answer_at=last_at,
+                        completed=rated.get(p.id, 0) == n and n > 0,
+                    )
+                )
+            return out
+
+    def list_progress(self) -> list[dict]:
+        """Per Latin-square list: participants assigned and completed."""
+        rows = self.progress()
+        k = design.n_lists(self.stimulus_refs()) if self.stimulus_refs() else 0
+        started = Counter(r.list_index for r in rows)
+        completed = Counter(r.list_index for r in rows if r.completed)
+        return [
+            {"list": i, "participants": started.get(i, 0), "completed": completed.get(i, 0)}
+            for i in range(k)
+        ]
+
+    def export_rows(self) -> list[dict]:
+        """One dict a answered trial (DESIGN.md columns), by participant then trial index."""
+        with self._read() as s:
+            q = (
+                select(Participant.code, Trial, Stimulus, Response)
+                .join(Trial, Trial.participant_id == Participant.id)
+                .join(Stimulus, Stimulus.id == Trial.stimulus_id)
+                .join(Response, Response.trial_id == Trial.id)
+                .order_by(Participant.ordinal, Trial.trial_index)
+            )
+            return [
+                {
+                    "participant_id": code,
+                    "trial_index": t.trial_index,
+                    "stimulus_id": st.id,
+                    "image_id": st.image_id,
+                    "method": st.method,
+                    "expression_true": st.expression,
+                    "expression_chosen": r.expression_chosen,
+                    "correct": int(r.expression_chosen == st.expression),
+                    "quality": "" if r.quality is None else r.quality,
+                    "rt_ms": "" if r.rt_ms is None else round(r.rt_ms, 3),
+                    "is_practice": int(t.is_practice),
+                    "is_catch": int(t.is_catch),
+                    "answered_at": iso_utc(r.answered_at),
+                }
+                for code, t, st, r in s.execute(q)
+            ]
+
+    def export_csv(self) -> str:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.export_rows())
+        return buf.getvalue()
+
+    def write_export(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.export_csv(), encoding="utf-8", newline="")
+        return path
+
+
+def _clean_rt(rt_ms: float | None) -> float | None:
+    """A browser-measured RT in ms, or None when absent or not a plausible clock reading."""
+    if rt_ms is None or rt_ms == "":
+        return None
+    try:
+        rt = float(rt_ms)
+    except (TypeError, ValueError):
+        return None
+    if not math.isfinite(rt) or rt < 0 or rt > MAX_RT_MS:
+        return None
+    return rt
+
+
+def check_token(given: str | None, expected: str) -> bool:
+    """Constant-time comparison of an admin token."""
+    return bool(given) and hmac.compare_digest(str(given).encode(), expected.encode())
