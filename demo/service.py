@@ -1,0 +1,419 @@
+"""What the demo does, in plain Python (no gradio): examples, upload, mask corrections, runs, zip.
+
+Each public function takes the visitor's `Visit` (kept by the app in `gr.State`) and returns a
+`View`: what the page should show next. Bad input becomes a message, never an exception.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import shutil
+import tempfile
+import time
+import uuid
+import zipfile
+from dataclasses import dataclass, field, replace
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from model import pipeline
+from model.config import IMAGE_SIZE, RESULTS_DIR, WEIGHTS_DIR
+from model.methods import METHODS
+
+log = logging.getLogger(__name__)
+
+# Brush colours in the mask editor: red strokes add to the mask, blue strokes erase from it.
+ADD_COLOUR = "#ff2a2a"
+ERASE_COLOUR = "#2a9dff"
+# The editor shows the aligned face at this size (256² is too small to paint on comfortably).
+EDITOR_SIZE = 512
+# Zips older than this are deleted from the demo's temporary folder.
+KEEP_OUTPUTS_S = 3600
+
+_OUT_DIR = Path(tempfile.gettempdir()) / "unmask-demo"
+
+
+@dataclass(frozen=True)
+class Visit:
+    """One visitor's work so far (lives in gr.State): the prepared photo and the last results."""
+
+    prepared: pipeline.Prepared | None = None
+    results: dict[str, tuple[np.ndarray, float]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class View:
+    """What the page shows after a step; `None` fields leave that part of the page empty."""
+
+    visit: Visit
+    status: str = ""  # markdown: messages for the visitor
+    editor: dict | None = None  # ImageEditor value: face with the mask overlay, empty brush layers
+    gallery: list[tuple[np.ndarray, str]] = field(default_factory=list)
+    timings: str = ""  # markdown table of seconds per method
+    photo: np.ndarray | None = None  # the chosen result pasted back into the full photo
+    zip_path: str | None = None
+    chosen: str | None = None  # the method key whose result is pasted back
+
+
+# --- choices and texts --------------------------------------------------------------------------
+
+
+def method_choices() -> list[tuple[str, str]]:
+    """(label, key) for every registered method, in registry order."""
+    return [(spec.label, key) for key, spec in METHODS.items()]
+
+
+def style_choices() -> list[str]:
+    from model.masks import STYLES
+
+    return list(STYLES)
+
+
+def untrained_note() -> str:
+    """A banner when the demo runs untrained networks (tests only)."""
+    if pipeline.untrained_mode():
+        return (
+            "**Test mode (UNMASK_UNTRAINED=1):** the networks are randomly initialised, "
+            "so their results are noise."
+        )
+    return ""
+
+
+def about_markdown() -> str:
+    """The About tab: every method (registry + model card) and the metrics table if present."""
+    parts = ["## Methods"]
+    for key, spec in METHODS.items():
+        parts.append(f"### {spec.label} (`{key}`)\n{spec.summary}\n\n*Reference:* {spec.reference}")
+        if spec.trainable:
+            parts.append(_card_markdown(key))
+    table = RESULTS_DIR / "metrics" / "table2.md"
+    parts.append("## Metrics on the synthetic test split")
+    if table.is_file():
+        parts.append(table.read_text(encoding="utf-8"))
+    else:
+        parts.append("Not measured yet: `unmask eval` writes `results/metrics/table2.md`.")
+    return "\n\n".join(parts)
+
+
+def _card_markdown(key: str) -> str:
+    path = WEIGHTS_DIR / f"{key}.json"
+    if not path.is_file():
+        return f"*No shipped weights yet* (`model/weights/{key}.safetensors`)."
+    try:
+        card = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        return f"*Model card unreadable:* {err}"
+    rows = []
+    for name, value in card.items():
+        if name == "sha256":
+            continue
+        if isinstance(value, dict):  # nested sections (config, metrics): show their scalars inline
+            value = ", ".join(
+                f"{k}={_fmt(v)}" for k, v in value.items() if not isinstance(v, dict | list)
+            )
+        elif isinstance(value, list):
+            value = ", ".join(map(str, value[:8]))
+        rows.append(f"| {name} | {_fmt(value)} |")
+    return "| model card | |\n| --- | --- |\n" + "\n".join(rows)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value).replace("|", "/")
+
+
+def warm_up() -> dict[str, str]:
+    """Load every model and make the examples now; returns name -> why it is unavailable."""
+    problems = pipeline.warm_up()
+    examples()
+    return problems
+
+
+# --- examples -----------------------------------------------------------------------------------
+
+
+@cache
+def examples() -> list[tuple[str, str]]:
+    """(caption, PNG path) examples made now from skimage's astronaut: as is, and with each mask style.
+
+    Made at run time from an image an installed package ships; never from the research data.
+    """
+    from skimage import data
+
+    from model.masks import STYLES
+
+    folder = _OUT_DIR / "examples"
+    folder.mkdir(parents=True, exist_ok=True)
+    photo = np.ascontiguousarray(data.astronaut())
+    out = []
+    plain = folder / "astronaut.png"
+    Image.fromarray(photo).save(plain)
+    try:
+        prepared = pipeline.Prepared(photo, pipeline.find_face(photo)[0], _empty_mask())
+    except pipeline.InputError as err:  # no face detector: offer the plain photo only
+        log.warning("examples: %s", err)
+        return [("astronaut", str(plain))]
+    for seed, style in enumerate(STYLES):
+        masked = pipeline.with_synthetic_mask(prepared, style, seed=seed)
+        path = folder / f"astronaut_{style}.png"
+        Image.fromarray(masked.photo).save(path)
+        out.append((f"astronaut, {style} mask", str(path)))
+    out.append(("astronaut, no mask", str(plain)))
+    return out
+
+
+# --- steps --------------------------------------------------------------------------------------
+
+
+def prepare_upload(src: Any) -> View:
+    """A new photo (path, bytes, array): find the face and predict the mask."""
+    if src is None:
+        return View(Visit(), status="")
+    try:
+        prepared = pipeline.prepare(src)
+    except pipeline.InputError as err:
+        return View(Visit(), status=_error(str(err)))
+    except Exception as err:  # unexpected: log it for us, a plain message for the visitor
+        log.exception("prepare failed")
+        return View(
+            Visit(), status=_error(f"Something went wrong on our side ({type(err).__name__}).")
+        )
+    visit = Visit(prepared)
+    return View(visit, status=_notes(prepared.messages), editor=editor_value(prepared))
+
+
+def add_synthetic_mask(visit: Visit, style: str, seed: int = 0) -> View:
+    """Put a synthetic mask on the face so that its ground truth can be shown beside the methods."""
+    prepared = visit.prepared
+    if prepared is None:
+        return View(visit, status=_error("Upload a photo (or pick an example) first."))
+    base = prepared
+    if prepared.truth is not None:  # re-mask the original face, not a face already masked
+        base = replace(
+            prepared,
+            aligned=replace(prepared.aligned, image=prepared.truth),
+            photo=pipeline.paste_result(prepared, prepared.truth),
+        )
+    try:
+        masked = pipeline.with_synthetic_mask(base, style, seed=int(seed or 0))
+    except Exception as err:
+        log.exception("synthetic mask failed")
+        return View(visit, status=_error(f"Could not add a {style} mask ({err})."))
+    notes = masked.messages + [
+        f"Added a synthetic {style} mask: the face as it was is the ground truth in the results."
+    ]
+    return View(Visit(masked), status=_notes(notes), editor=editor_value(masked))
+
+
+def correct_mask(visit: Visit, editor: dict | None) -> View:
+    """Apply the visitor's brush strokes (red adds, blue erases) to the mask; redraw the overlay."""
+    prepared = visit.prepared
+    if prepared is None:
+        return View(visit, status=_error("Upload a photo (or pick an example) first."))
+    prepared = pipeline.with_mask(prepared, apply_strokes(prepared.mask, editor))
+    return View(
+        Visit(prepared),
+        status=_notes([f"Mask updated: {prepared.mask.mean():.0%} of the face."]),
+        editor=editor_value(prepared),
+    )
+
+
+def run(
+    visit: Visit, editor: dict | None, keys: list[str] | None, chosen: str | None = None
+) -> View:
+    """Apply pending brush strokes, run the chosen methods (all if none), lay out the results."""
+    prepared = visit.prepared
+    if prepared is None:
+        return View(visit, status=_error("Upload a photo (or pick an example) first."))
+    prepared = pipeline.with_mask(prepared, apply_strokes(prepared.mask, editor))
+    if not prepared.mask.any():
+        return View(
+            Visit(prepared),
+            status=_error(
+                "The mask region is empty: paint it with the red brush, or add a synthetic mask."
+            ),
+            editor=editor_value(prepared),
+        )
+    keys = [k for k in (keys or list(METHODS)) if k in METHODS]
+    try:
+        results = pipeline.run_methods(prepared.aligned.image, prepared.mask, keys)
+    except Exception as err:
+        log.exception("run failed")
+        return View(
+            Visit(prepared),
+            status=_error(f"Something went wrong on our side ({type(err).__name__})."),
+        )
+    visit = Visit(prepared, dict(results))
+    chosen = chosen if chosen in results else _default_choice(results)
+    messages = list(prepared.messages) + list(results.errors.values())
+    if not results:
+        messages.append("No method could run.")
+    return View(
+        visit,
+        status=_notes(messages),
+        editor=editor_value(prepared),
+        gallery=gallery(prepared, results),
+        timings=timings_markdown(results),
+        photo=pipeline.paste_result(prepared, results[chosen][0]) if chosen else None,
+        zip_path=str(write_zip(prepared, results)) if results else None,
+        chosen=chosen,
+    )
+
+
+def paste(visit: Visit, key: str | None) -> np.ndarray | None:
+    """The result of method `key` blended back into the full photo (None before a run)."""
+    if visit.prepared is None or key not in visit.results:
+        return None
+    return pipeline.paste_result(visit.prepared, visit.results[key][0])
+
+
+# --- pictures -----------------------------------------------------------------------------------
+
+
+def overlay(face: np.ndarray, mask: np.ndarray, size: int = EDITOR_SIZE) -> np.ndarray:
+    """The face with the mask region tinted red and outlined, upscaled to `size`² for painting."""
+    face = cv2.resize(face, (size, size), interpolation=cv2.INTER_CUBIC)
+    mask = cv2.resize(mask.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST) > 0
+    out = face.astype(np.float32)
+    red = np.array([255, 40, 40], np.float32)
+    out[mask] = 0.55 * out[mask] + 0.45 * red
+    out = out.astype(np.uint8)
+    contours, _ = cv2.findContours(
+        mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+    )
+    cv2.drawContours(out, contours, -1, (255, 40, 40), 2)
+    return out
+
+
+def editor_value(prepared: pipeline.Prepared) -> dict:
+    """An ImageEditor value: the overlay as background, no brush layers yet."""
+    return {
+        "background": overlay(prepared.aligned.image, prepared.mask),
+        "layers": [],
+        "composite": None,
+    }
+
+
+def apply_strokes(mask: np.ndarray, editor: dict | None) -> np.ndarray:
+    """The mask corrected by the editor's brush layers: red-ish strokes add, blue-ish strokes erase.
+
+    Layers are RGBA arrays of any size (the editor's canvas); they are resized to 256².
+    """
+    mask = np.asarray(mask, dtype=bool).copy()
+    for layer in (editor or {}).get("layers") or []:
+        layer = _as_rgba(layer)
+        if layer is None:
+            continue
+        layer = cv2.resize(layer, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_AREA)
+        painted = layer[..., 3] > 64  # brush edges are antialiased; keep the solid part
+        red, blue = layer[..., 0].astype(int), layer[..., 2].astype(int)
+        mask[painted & (red > blue)] = True
+        mask[painted & (blue >= red)] = False
+    return mask
+
+
+def _as_rgba(layer: Any) -> np.ndarray | None:
+    if layer is None:
+        return None
+    if isinstance(layer, str | Path):
+        layer = Image.open(layer)
+    if isinstance(layer, Image.Image):
+        layer = np.asarray(layer.convert("RGBA"))
+    layer = np.asarray(layer)
+    if layer.ndim != 3:
+        return None
+    if layer.shape[2] == 3:  # no alpha: anything not black counts as painted
+        alpha = (layer.max(axis=2) > 0).astype(np.uint8) * 255
+        layer = np.dstack([layer, alpha])
+    return np.ascontiguousarray(layer[..., :4].astype(np.uint8))
+
+
+def gallery(prepared: pipeline.Prepared, results: dict) -> list[tuple[np.ndarray, str]]:
+    """Input, ground truth (when the mask is synthetic), then one captioned result per method."""
+    items = [(prepared.aligned.image, "Input")]
+    if prepared.truth is not None:
+        items.append((prepared.truth, "Ground truth"))
+    for key, (image, seconds) in results.items():
+        items.append((image, f"{METHODS[key].label} · {seconds * 1000:.0f} ms"))
+    return items
+
+
+def timings_markdown(results: dict) -> str:
+    if not results:
+        return ""
+    rows = [f"| {METHODS[k].label} | {s * 1000:.0f} |" for k, (_, s) in results.items()]
+    total = sum(s for _, s in results.values())
+    return (
+        "| method | ms |\n| --- | ---: |\n"
+        + "\n".join(rows)
+        + f"\n| **all** | **{total * 1000:.0f}** |"
+    )
+
+
+def write_zip(prepared: pipeline.Prepared, results: dict) -> Path:
+    """All results in one zip: aligned input, mask, truth, each result aligned and pasted, timings."""
+    _clean_old_outputs()
+    folder = _OUT_DIR / "runs" / uuid.uuid4().hex
+    folder.mkdir(parents=True)
+    path = folder / "unmask-results.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:  # PNGs are already compressed
+        zf.writestr("input_face.png", _png(prepared.aligned.image))
+        zf.writestr("input_photo.png", _png(prepared.photo))
+        zf.writestr("mask.png", _png(prepared.mask.astype(np.uint8) * 255))
+        if prepared.truth is not None:
+            zf.writestr("ground_truth_face.png", _png(prepared.truth))
+        table = io.StringIO()
+        writer = csv.writer(table)
+        writer.writerow(["method", "label", "seconds"])
+        for key, (image, seconds) in results.items():
+            zf.writestr(f"{key}_face.png", _png(image))
+            zf.writestr(f"{key}_photo.png", _png(pipeline.paste_result(prepared, image)))
+            writer.writerow([key, METHODS[key].label, f"{seconds:.4f}"])
+        zf.writestr("timings.csv", table.getvalue())
+    return path
+
+
+def _png(image: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _clean_old_outputs() -> None:
+    runs = _OUT_DIR / "runs"
+    if not runs.is_dir():
+        return
+    cutoff = time.time() - KEEP_OUTPUTS_S
+    for folder in runs.iterdir():
+        try:
+            if folder.stat().st_mtime < cutoff:
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            pass  # another worker removed it first
+
+
+def _default_choice(results: dict) -> str | None:
+    if "unmask" in results:
+        return "unmask"
+    return next(iter(results), None)
+
+
+def _empty_mask() -> np.ndarray:
+    return np.zeros((IMAGE_SIZE, IMAGE_SIZE), dtype=bool)
+
+
+def _notes(messages: list[str]) -> str:
+    return "\n".join(f"- {m}" for m in messages)
+
+
+def _error(message: str) -> str:
+    return f"**⚠ {message}**"

@@ -1,0 +1,377 @@
+"""Photo -> unmasked photo, the one service behind `unmask inpaint` and the demo.
+
+Steps: load the photo, find and align the main face, predict the mask region (segmenter, a given
+mask, or a synthetic mask), run the chosen methods (timed), paste a result back into the photo.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from dataclasses import dataclass, field, replace
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from model.config import IMAGE_SIZE
+from model.methods import METHODS
+
+# Longest side a photo is worked at; larger photos are downscaled on load (and the visitor told).
+MAX_SIDE = 2048
+# Faces narrower than this (jaw width, px in the photo) are upscaled >2x to 256²: warn, go on.
+SMALL_FACE_PX = 64
+# A face turned further than this is far from the frontal training faces: warn.
+TURNED_YAW_DEG = 35.0
+# Pixels of margin around the mask region when a result is pasted back (hides the mask's rim).
+PASTE_MARGIN_PX = 6
+
+UNTRAINED_ENV = "UNMASK_UNTRAINED"
+
+
+def untrained_mode() -> bool:
+    """True when UNMASK_UNTRAINED=1: randomly initialised networks instead of shipped weights.
+
+    For tests only (and for timing before weights exist): the results are noise.
+    """
+    return os.environ.get(UNTRAINED_ENV, "").strip() in ("1", "true", "yes")
+
+
+class InputError(ValueError):
+    """A photo (or mask) the pipeline cannot use; `str(err)` is a message for a person."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason  # slug: "not_image", "no_face", "too_small", "bad_mask", ...
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A photo made ready for the methods: its main face aligned and the mask region known."""
+
+    photo: np.ndarray  # uint8 (H, W, 3), the (possibly downscaled) photo results are pasted into
+    aligned: Any  # model.faces.AlignedFace; .image is the (256, 256, 3) face the methods see
+    mask: np.ndarray  # bool (256, 256), True = hole; all False when unknown (no segmenter)
+    messages: list[str] = field(default_factory=list)  # notes for the person (several faces, ...)
+    mask_source: str = "segmenter"  # "segmenter" | "given" | "synthetic:<style>" | "none"
+    truth: np.ndarray | None = None  # uint8 (256, 256, 3) unmasked face when the mask is synthetic
+
+
+class MethodResults(dict):
+    """key -> (uint8 (256, 256, 3) result, seconds); `.errors` key -> message for methods that failed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.errors: dict[str, str] = {}
+
+
+# --- models, loaded once per process and shared (read-only) -----------------------------------
+
+
+@cache
+def _method(key: str, untrained: bool):
+    from model.methods import load_method
+
+    spec = METHODS[key]
+    if untrained and spec.trainable:
+        return spec.load(untrained=True)
+    return load_method(key)
+
+
+def get_method(key: str):
+    """The built method for `key` (shipped weights, or untrained nets under UNMASK_UNTRAINED=1)."""
+    if key not in METHODS:
+        raise KeyError(f"unknown method {key!r}; known: {', '.join(METHODS)}")
+    return _method(key, untrained_mode())
+
+
+@cache
+def _segmenter(untrained: bool):
+    from model.segmenter import load_segmenter
+
+    return load_segmenter(untrained=untrained)
+
+
+def get_segmenter():
+    """The mask segmenter, or None when its weights are missing (the person paints the mask)."""
+    try:
+        return _segmenter(untrained_mode())
+    except Exception as err:  # WeightsError (missing / corrupt file) or a broken install
+        if _is_weights_error(err):
+            return None
+        raise
+
+
+def segmenter_problem() -> str | None:
+    """Why the segmenter is unavailable, or None when it loads."""
+    try:
+        _segmenter(untrained_mode())
+    except Exception as err:
+        if _is_weights_error(err):
+            return str(err)
+        raise
+    return None
+
+
+def _is_weights_error(err: Exception) -> bool:
+    try:
+        from model.checkpoint import WeightsError
+    except ImportError:  # the checkpoint module itself is missing: no weights can load
+        return isinstance(err, ImportError | FileNotFoundError)
+    return isinstance(err, WeightsError | FileNotFoundError)
+
+
+def warm_up(keys: list[str] | None = None) -> dict[str, str]:
+    """Load the segmenter and methods now (not on the first visitor); returns key -> problem."""
+    problems: dict[str, str] = {}
+    problem = segmenter_problem()
+    if problem:
+        problems["segmenter"] = problem
+    for key in keys or list(METHODS):
+        try:
+            get_method(key)
+        except Exception as err:
+            if not _is_weights_error(err):
+                raise
+            problems[key] = str(err)
+    return problems
+
+
+# --- steps --------------------------------------------------------------------------------------
+
+
+def load_photo(src: Any) -> tuple[np.ndarray, list[str]]:
+    """Photo as uint8 RGB (downscaled to MAX_SIDE) and notes; raises InputError."""
+    from model.imageio import ImageError, load_image
+
+    if src is None:
+        raise InputError(
+            "no_input", "No photo given: upload a photo, take one, or pick an example."
+        )
+    original = _source_size(src)
+    try:
+        photo = load_image(src, max_side=MAX_SIDE)
+    except ImageError as err:
+        message = _image_message(err)
+        if isinstance(src, str | Path):  # never show server paths (the demo's upload folder)
+            message = message.replace(str(src), Path(src).name)
+        raise InputError(getattr(err, "reason", "unreadable"), message) from err
+    except (OSError, ValueError) as err:  # anything the loader did not classify
+        raise InputError("unreadable", f"This file could not be read as an image ({err}).") from err
+    messages = []
+    if original and max(original) > max(photo.shape[:2]):
+        w, h = original
+        messages.append(
+            f"The photo is large ({w}×{h} px): it was downscaled to "
+            f"{photo.shape[1]}×{photo.shape[0]} px."
+        )
+    return photo, messages
+
+
+def find_face(photo: np.ndarray) -> tuple[Any, list[str]]:
+    """The main face, aligned to 256², and notes (several faces, small, turned); raises InputError."""
+    from model.faces import FaceError, find_and_align
+
+    try:
+        aligned = find_and_align(photo)
+    except FaceError as err:
+        raise InputError(getattr(err, "reason", "no_face"), _face_message(err)) from err
+    messages = []
+    others = int(getattr(aligned, "n_other_faces", 0) or 0)
+    if others:
+        faces = "face" if others == 1 else "faces"
+        messages.append(
+            f"Found {others + 1} faces: the largest one is used ({others} other {faces} ignored)."
+        )
+    size = float(getattr(aligned, "face_size", 0.0) or 0.0)
+    if 0 < size < SMALL_FACE_PX:
+        messages.append(f"The face is small ({size:.0f} px wide): expect a blurry result.")
+    yaw = float(getattr(aligned, "yaw_deg", 0.0) or 0.0)
+    if abs(yaw) > TURNED_YAW_DEG:
+        messages.append(
+            f"The face is turned ({yaw:+.0f}°): the methods were trained on near-frontal faces."
+        )
+    return aligned, messages
+
+
+def predict_mask(face: np.ndarray) -> tuple[np.ndarray, list[str], str]:
+    """Mask region of an aligned face: (bool (256, 256), notes, source)."""
+    segmenter = get_segmenter()
+    if segmenter is None:
+        empty = np.zeros((IMAGE_SIZE, IMAGE_SIZE), dtype=bool)
+        return (
+            empty,
+            [
+                "The mask segmenter's weights are missing, so the mask region was not predicted: "
+                "paint it with the brush (or give a mask file)."
+            ],
+            "none",
+        )
+    mask = np.asarray(segmenter.predict(face), dtype=bool)
+    notes = []
+    if mask.mean() < 0.01:
+        notes.append(
+            "No face mask was found on this face: paint the region to fill, "
+            "or add a synthetic mask to compare against the real face."
+        )
+    return mask, notes, "segmenter"
+
+
+def prepare(photo: Any, *, mask: Any = None) -> Prepared:
+    """Load `photo` (path, bytes, PIL, array), align its main face, and predict (or take) the mask.
+
+    `mask`: optional bool/uint8 array or image file, either 256×256 (aligned-face coordinates)
+    or the photo's size (warped onto the aligned face). Raises InputError with a message.
+    """
+    image, messages = load_photo(photo)
+    aligned, notes = find_face(image)
+    messages += notes
+    if mask is not None:
+        region = _given_mask(mask, image.shape[:2], aligned.matrix)
+        source = "given"
+    else:
+        region, notes, source = predict_mask(aligned.image)
+        messages += notes
+    return Prepared(image, aligned, region, messages, source)
+
+
+def with_synthetic_mask(prepared: Prepared, style: str, seed: int = 0) -> Prepared:
+    """Put a synthetic mask of `style` on the face, keeping the face as it was as ground truth."""
+    from model.faces import paste_back
+    from model.masks import apply_mask
+
+    face = prepared.aligned.image
+    masked = apply_mask(face, prepared.aligned.landmarks, seed=int(seed), style=style)
+    seg = np.asarray(masked.seg, dtype=bool)
+    photo = paste_back(prepared.photo, prepared.aligned, masked.image, region=_grow(seg))
+    aligned = replace(prepared.aligned, image=masked.image)
+    messages = [m for m in prepared.messages if "No face mask was found" not in m]
+    return Prepared(photo, aligned, seg, messages, f"synthetic:{masked.style}", truth=face)
+
+
+def with_mask(prepared: Prepared, mask: np.ndarray) -> Prepared:
+    """The same prepared photo with a corrected mask region."""
+    return replace(prepared, mask=np.asarray(mask, dtype=bool))
+
+
+def run_methods(
+    aligned_image: np.ndarray, mask: np.ndarray, keys: list[str] | None = None
+) -> MethodResults:
+    """Run each method on one aligned face: key -> (uint8 (256, 256, 3), seconds).
+
+    A method that cannot load (missing weights) or fails is left out and explained in `.errors`;
+    the others still run.
+    """
+    results = MethodResults()
+    mask = np.asarray(mask, dtype=bool)
+    for key in keys or list(METHODS):
+        label = METHODS[key].label if key in METHODS else key
+        try:
+            method = get_method(key)
+        except Exception as err:
+            if not (_is_weights_error(err) or isinstance(err, KeyError)):
+                raise
+            results.errors[key] = f"{label}: not available ({err})"
+            continue
+        start = time.perf_counter()
+        try:
+            out = method.inpaint(aligned_image, mask)
+        except Exception as err:  # one broken method must not hide the others' results
+            results.errors[key] = f"{label}: failed ({type(err).__name__}: {err})"
+            continue
+        results[key] = (np.asarray(out, dtype=np.uint8), time.perf_counter() - start)
+    return results
+
+
+def paste_result(prepared: Prepared, result: np.ndarray) -> np.ndarray:
+    """An aligned result blended back into the full photo (mask region plus a small margin)."""
+    from model.faces import paste_back
+
+    region = _grow(prepared.mask) if prepared.mask.any() else None
+    return paste_back(prepared.photo, prepared.aligned, result, region=region)
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _grow(mask: np.ndarray, px: int = PASTE_MARGIN_PX) -> np.ndarray:
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * px + 1, 2 * px + 1))
+    return cv2.dilate(mask.astype(np.uint8), kernel) > 0
+
+
+def _given_mask(mask: Any, photo_hw: tuple[int, int], matrix: np.ndarray) -> np.ndarray:
+    """A mask in aligned (256²) or photo coordinates -> bool (256, 256) on the aligned face."""
+    if not isinstance(mask, np.ndarray):
+        from model.imageio import ImageError, load_image
+
+        try:
+            mask = load_image(mask, max_side=1 << 15)
+        except (ImageError, OSError, ValueError) as err:
+            raise InputError("bad_mask", f"The mask file could not be read ({err}).") from err
+    mask = np.asarray(mask)
+    if mask.ndim == 3:
+        mask = mask.max(axis=2)
+    if mask.dtype != bool:
+        mask = mask > (127 if mask.max() > 1 else 0)
+    if mask.shape == (IMAGE_SIZE, IMAGE_SIZE):
+        return mask
+    h, w = mask.shape
+    if (h, w) != tuple(photo_hw):
+        # The photo may have been downscaled on load: a mask of the original size still fits.
+        if abs(w / h - photo_hw[1] / photo_hw[0]) > 0.01:
+            raise InputError(
+                "bad_mask",
+                f"The mask is {w}×{h} px: give it at the photo's size ({photo_hw[1]}×{photo_hw[0]}) "
+                f"or as a {IMAGE_SIZE}×{IMAGE_SIZE} mask of the aligned face.",
+            )
+        mask = cv2.resize(mask.astype(np.uint8), (photo_hw[1], photo_hw[0]), cv2.INTER_NEAREST) > 0
+    warped = cv2.warpAffine(
+        mask.astype(np.uint8) * 255,
+        np.asarray(matrix, dtype=np.float64),
+        (IMAGE_SIZE, IMAGE_SIZE),
+        flags=cv2.INTER_LINEAR,
+    )
+    return warped > 127
+
+
+def _source_size(src: Any) -> tuple[int, int] | None:
+    """(width, height) of the photo before any downscaling, or None if it cannot be told cheaply."""
+    try:
+        if isinstance(src, np.ndarray):
+            return int(src.shape[1]), int(src.shape[0])
+        from PIL import Image
+
+        if isinstance(src, Image.Image):
+            return src.size
+        if isinstance(src, bytes | bytearray):
+            src = io.BytesIO(src)
+        elif isinstance(src, str | Path):
+            src = Path(src)
+        else:
+            return None
+        with Image.open(src) as im:  # reads the header only
+            return im.size
+    except Exception:
+        return None
+
+
+def _image_message(err: Exception) -> str:
+    reason = getattr(err, "reason", "")
+    if reason == "not_image":
+        return f"This file is not an image ({err}). Upload a JPEG, PNG or WebP photo."
+    return f"This photo could not be used: {err}"
+
+
+def _face_message(err: Exception) -> str:
+    reason = getattr(err, "reason", "")
+    if reason == "no_face":
+        return (
+            "No face was found in this photo. Use a photo where one face is clearly "
+            "visible, roughly frontal and not cut off."
+        )
+    if reason == "too_small":
+        return f"The face is too small to work on ({err}). Use a closer or larger photo."
+    return f"The face could not be used: {err}"
