@@ -214,7 +214,7 @@ def predict_mask(face: np.ndarray) -> tuple[np.ndarray, list[str], str]:
     notes = []
     if mask.mean() < 0.01:
         notes.append(
-            "No face mask was found on this face: paint the region to fill, "
+            "No face mask was found on this face: mark the region yourself (brush, or --mask), "
             "or add a synthetic mask to compare against the real face."
         )
     return mask, notes, "segmenter"
@@ -361,7 +361,7 @@ def _source_size(src: Any) -> tuple[int, int] | None:
 def _image_message(err: Exception) -> str:
     reason = getattr(err, "reason", "")
     if reason == "not_image":
-        return f"This file is not an image ({err}). Upload a JPEG, PNG or WebP photo."
+        return f"This file is not an image ({err}). Use a JPEG, PNG or WebP photo."
     return f"This photo could not be used: {err}"
 
 

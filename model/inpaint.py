@@ -1,0 +1,95 @@
+"""`unmask inpaint`: remove the mask from one photo or a folder of photos, with any method.
+
+For each photo: detect and align the main face, segment the mask (or take --mask), inpaint,
+paste back. Writes <out>/<photo stem>/<method>.png (the photo) and <method>_face.png (aligned).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+ALL = "all"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from model.methods import METHODS  # the registry is light: no torch at import
+
+    parser.add_argument(
+        "--input", required=True, type=Path, help="a photo, or a folder of photos (not recursive)"
+    )
+    parser.add_argument("--out", required=True, type=Path, help="output folder (created)")
+    parser.add_argument(
+        "--method",
+        default=ALL,
+        choices=[*METHODS, ALL],
+        help=f"method key, or '{ALL}' for every method (default)",
+    )
+    parser.add_argument(
+        "--mask",
+        type=Path,
+        default=None,
+        help="mask image (white = the hole) used instead of the segmenter, for every photo: "
+        "256x256 for the aligned face, or the photo's own size",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from PIL import Image
+    from tqdm import tqdm
+
+    from model import pipeline
+    from model.methods import METHODS
+
+    files = _inputs(args.input)
+    if not files:
+        print(f"unmask inpaint: no files in {args.input}")
+        return 1
+    keys = list(METHODS) if args.method == ALL else [args.method]
+    mask = None
+    if args.mask is not None:
+        if not args.mask.is_file():
+            print(f"unmask inpaint: mask file {args.mask} not found")
+            return 1
+        mask = args.mask
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    done, failed = 0, []
+    bar = tqdm(files, unit="photo", disable=len(files) == 1)
+    for path in bar:
+        bar.set_postfix_str(path.name[:30])
+        try:
+            prepared = pipeline.prepare(path, mask=mask)
+        except pipeline.InputError as err:
+            failed.append(path)
+            tqdm.write(f"{path.name}: skipped: {err}")
+            continue
+        for note in prepared.messages:
+            tqdm.write(f"{path.name}: {note}")
+        if not prepared.mask.any():
+            failed.append(path)
+            tqdm.write(f"{path.name}: skipped: no mask region (give one with --mask)")
+            continue
+        results = pipeline.run_methods(prepared.aligned.image, prepared.mask, keys)
+        for message in results.errors.values():
+            tqdm.write(f"{path.name}: {message}")
+        if not results:
+            failed.append(path)
+            continue
+        folder = args.out / path.stem
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(prepared.mask.astype("uint8") * 255).save(folder / "mask.png")
+        for key, (face, _seconds) in results.items():
+            Image.fromarray(face).save(folder / f"{key}_face.png")
+            Image.fromarray(pipeline.paste_result(prepared, face)).save(folder / f"{key}.png")
+        done += 1
+    print(f"unmask inpaint: {done} of {len(files)} photos done, written to {args.out}")
+    if failed:
+        print(f"could not handle {len(failed)}: {', '.join(p.name for p in failed[:20])}")
+    return 0 if not failed else 1
+
+
+def _inputs(src: Path) -> list[Path]:
+    if src.is_dir():
+        return sorted(p for p in src.iterdir() if p.is_file() and not p.name.startswith("."))
+    return [src] if src.exists() else []
