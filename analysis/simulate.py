@@ -78,8 +78,9 @@ def simulate(cfg: SimConfig = SimConfig()) -> pd.DataFrame:
         speed = rng.normal(np.log(5200), 0.25)  # per-trial ms, log scale (paper: ~50-60 s / 10)
         trials = []
         for kind, n in (("practice", cfg.practice), ("catch", cfg.catch)):
-            for _ in range(n):
-                trials.append((kind, REAL, rng.choice(EXPRESSIONS), int(rng.integers(1000))))
+            # Distinct faces per participant (the study never shows a face twice to one rater).
+            for face in rng.choice(max(20, n), size=n, replace=False):
+                trials.append((kind, REAL, str(rng.choice(EXPRESSIONS)), int(face)))
         main = []
         for e_i, expr in enumerate(EXPRESSIONS):
             # Rotate faces over methods by participant: each rater sees each face once, and every
