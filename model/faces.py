@@ -17,9 +17,9 @@ from model.config import IMAGE_SIZE
 # Where the aligned face sits in the 256x256 working space, as fractions of the side: the eye
 # centres and the mouth centre. Chosen so the whole jaw and chin (and the mask) lie inside with a
 # margin, with the mask region in the same place for every face.
-TEMPLATE_EYE_LEFT = (0.38, 0.38)  # image-left eye (landmarks 36-41)
-TEMPLATE_EYE_RIGHT = (0.62, 0.38)  # image-right eye (landmarks 42-47)
-TEMPLATE_MOUTH = (0.5, 0.64)  # mouth centre (landmarks 48-67)
+TEMPLATE_EYE_LEFT = (0.36, 0.36)  # image-left eye (landmarks 36-41)
+TEMPLATE_EYE_RIGHT = (0.64, 0.36)  # image-right eye (landmarks 42-47)
+TEMPLATE_MOUTH = (0.5, 0.65)  # mouth centre (landmarks 48-67)
 
 HOG_THRESHOLD = 0.0  # main-face score floor (UTKFace: 96% found at 0.0, see SETUP-FACTS)
 OTHER_FACE_SCORE = 0.5  # a second face counts only above this (astronaut false positive: 0.12)
@@ -221,8 +221,17 @@ def align_face(
     """Warp the face to size x size by the similarity putting eyes and mouth on the template."""
     matrix = _similarity(_anchor_points(landmarks), template_points(size))
     aligned = cv2.warpAffine(
-        image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+        image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
     )
+    # Where the square reaches past the photo (tight crops such as UTKFace's), fill with a blur of
+    # the replicated edge: reflecting would put mirrored eyes and chins into the face's frame.
+    inside = cv2.warpAffine(
+        np.ones(image.shape[:2], np.float32), matrix, (size, size), flags=cv2.INTER_LINEAR
+    )
+    if inside.min() < 1.0:
+        blurred = cv2.GaussianBlur(aligned, (0, 0), size / 40)
+        a = cv2.GaussianBlur(inside, (0, 0), 1.5)[:, :, None]
+        aligned = (aligned * a + blurred * (1 - a) + 0.5).astype(np.uint8)
     yaw, roll = head_pose(landmarks)
     lm = np.asarray(landmarks, dtype=np.float32)
     return AlignedFace(
@@ -324,7 +333,7 @@ def head_pose(landmarks: np.ndarray) -> tuple[float, float]:
 
 
 # dlib box of an aligned face (fractions of the side), measured from HOG on aligned UTKFace faces.
-ALIGNED_BOX = (0.23, 0.23, 0.765, 0.77)
+ALIGNED_BOX = (0.15, 0.15, 0.826, 0.826)
 
 
 def landmarks_of(
