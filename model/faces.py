@@ -246,12 +246,40 @@ def align_face(
     )
 
 
+def _unrotate_points(points: np.ndarray, k: int, shape: tuple[int, ...]) -> np.ndarray:
+    """Points found in np.rot90(image, k) -> the same points in image (H, W = shape[:2])."""
+    h, w = shape[:2]
+    x, y = points[:, 0], points[:, 1]
+    if k == 1:  # rot[i, j] = img[j, W-1-i]
+        xy = (w - 1 - y, x)
+    elif k == 3:  # rot[i, j] = img[H-1-j, i]
+        xy = (y, h - 1 - x)
+    else:  # k == 2: rot[i, j] = img[H-1-i, W-1-j]
+        xy = (w - 1 - x, h - 1 - y)
+    return np.stack(xy, axis=1).astype(np.float32)
+
+
 def find_and_align(
-    image: np.ndarray, *, min_face_px: float = MIN_FACE_PX, detector: str = "hog"
+    image: np.ndarray,
+    *,
+    min_face_px: float = MIN_FACE_PX,
+    detector: str = "hog",
+    try_rotations: bool = True,
 ) -> AlignedFace:
     """Detect, pick the main face, align it; FaceError("no_face" | "too_small") otherwise.
-    Other faces (score >= OTHER_FACE_SCORE) are counted in `n_other_faces`."""
-    faces = _detect_cascade(np.ascontiguousarray(image), detector)
+    Other faces (score >= OTHER_FACE_SCORE) are counted in `n_other_faces`. When nothing is
+    found upright, the photo is also tried turned by 90, 270 and 180 degrees."""
+    image = np.ascontiguousarray(image)
+    faces = _detect_cascade(image, detector)
+    for k in (1, 3, 2) if not faces and try_rotations else ():
+        # A photo stored sideways without an EXIF tag: find the face on a turned copy, then map
+        # its landmarks back; alignment from the original photo then turns the face upright.
+        faces = [
+            FaceDetection(f.box, f.score, _unrotate_points(f.landmarks, k, image.shape))
+            for f in _detect_cascade(np.ascontiguousarray(np.rot90(image, k)), detector)
+        ]
+        if faces:
+            break
     if not faces:
         raise FaceError("no_face", "no face found")
     main, others = faces[0], faces[1:]

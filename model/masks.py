@@ -173,6 +173,16 @@ def six_points(landmarks: np.ndarray) -> np.ndarray:
     return frame.world(np.array(pts))
 
 
+def choose_variant(yaw_deg: float, available) -> str:
+    """MaskTheFace's rule: a head turned past the threshold wears the `_left` (nose towards the
+    image left, yaw < 0) or `_right` variant, when the template has one; else the front view."""
+    if yaw_deg < -TEMPLATE_YAW_DEG and "left" in available:
+        return "left"
+    if yaw_deg > TEMPLATE_YAW_DEG and "right" in available:
+        return "right"
+    return ""
+
+
 def _apply_template(
     face: np.ndarray,
     landmarks: np.ndarray,
@@ -181,13 +191,7 @@ def _apply_template(
     templates: TemplateSet,
 ) -> tuple[np.ndarray, np.ndarray, str]:
     variants = templates.groups[base]
-    yaw, _ = head_pose(landmarks)
-    variant = ""
-    if yaw < -TEMPLATE_YAW_DEG and "left" in variants:  # nose towards image left
-        variant = "left"
-    elif yaw > TEMPLATE_YAW_DEG and "right" in variants:
-        variant = "right"
-    tpl = variants[variant]
+    tpl = variants[choose_variant(head_pose(landmarks)[0], variants)]
     size = face.shape[1], face.shape[0]
     dst = six_points(landmarks)
     iod = np.linalg.norm(landmarks[42:48].mean(0) - landmarks[36:42].mean(0))
@@ -415,13 +419,12 @@ def _procedural(
     gy, gx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
     d = np.stack([gx - frame.origin[0], gy - frame.origin[1]], -1) / frame.iod
     U, V = d @ frame.u.astype(np.float32), d @ frame.v.astype(np.float32)
-    ol = _outline_local = frame.local(outline)
+    ol = frame.local(outline)  # (N, 2) outline in local coordinates
     axis_u = frame.loc[[27, 30, 33, 51, 57, 8], 0].mean()
     half = max((ol[:, 0].max() - ol[:, 0].min()) / 2, 1e-3)
     un = (U - axis_u) / half
     vtop, vbot = ol[:, 1].min(), ol[:, 1].max()
     vn = (V - vtop) / max(vbot - vtop, 1e-3)
-    del _outline_local
 
     colour, name = _pick_colour(style, rng)
     # Distance to the mask edge (px): bindings, rims and seams along the border.

@@ -1,0 +1,136 @@
+"""Faces on skimage's astronaut with the real dlib: detection, 68 landmarks, alignment and its
+inverse (paste_back), head pose, and the clear failures (no face, too small)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from model import faces
+from model.faces import FaceError, find_and_align, paste_back, transform_points
+
+
+@pytest.fixture(scope="module")
+def aligned(astronaut) -> faces.AlignedFace:
+    return find_and_align(astronaut)
+
+
+@pytest.fixture(scope="module")
+def photo_landmarks(astronaut) -> np.ndarray:
+    found = faces.detect_faces(astronaut, upsample=0)
+    return found[0].landmarks
+
+
+def test_model_files_found():
+    for name in ("shape_predictor_68_face_landmarks.dat", "mmod_human_face_detector.dat"):
+        assert faces.model_file(name).stat().st_size > 100_000
+    with pytest.raises(FileNotFoundError):
+        faces.model_file("no_such_model.dat")
+
+
+def test_one_face_68_points(astronaut):
+    found = faces.detect_faces(astronaut, upsample=0)
+    assert len(found) == 1
+    assert found[0].landmarks.shape == (68, 2) and found[0].landmarks.dtype == np.float32
+    left, top, right, bottom = found[0].box
+    assert 150 < left < right < 300 and 50 < top < bottom < 200  # the face, not the badge
+
+
+def test_upsampling_false_positive_is_not_the_main_face(astronaut):
+    # With upsampling, HOG also fires weakly on the suit (SETUP-FACTS): the main face must still
+    # be the real one, and the weak hit must not count as another face.
+    found = faces.detect_faces(astronaut, upsample=1, threshold=0.0)
+    assert found[0].score > 1.0 and found[0].box[1] < 200
+    assert all(f.score < faces.OTHER_FACE_SCORE for f in found[1:])
+
+
+def test_aligned_face(aligned):
+    assert aligned.image.shape == (256, 256, 3) and aligned.image.dtype == np.uint8
+    assert aligned.landmarks.shape == (68, 2)
+    assert aligned.n_other_faces == 0
+    assert aligned.source_shape == (512, 512)
+    # Eyes and mouth land on the template; the whole jaw and chin sit inside the square.
+    tpl = faces.template_points()
+    got = faces._anchor_points(aligned.landmarks)
+    assert np.abs(got - tpl).max() < 6
+    assert aligned.landmarks.min() > 10 and aligned.landmarks.max() < 246
+
+
+def test_round_trip_landmarks(aligned, photo_landmarks):
+    back = transform_points(aligned.landmarks, faces.invert_matrix(aligned.matrix))
+    assert np.abs(back - photo_landmarks).max() < 0.01
+
+
+def test_paste_back_identity_and_dlib_round_trip(astronaut, aligned, photo_landmarks):
+    pasted = paste_back(astronaut, aligned, aligned.image)
+    assert pasted.shape == astronaut.shape
+    diff = np.abs(pasted.astype(int) - astronaut)
+    assert diff.mean() < 1.0  # a pasted identity leaves the photo nearly unchanged
+    # dlib on the pasted-back photo puts the landmarks back within a couple of pixels.
+    again = faces.detect_faces(pasted, upsample=0)[0].landmarks
+    assert np.linalg.norm(again - photo_landmarks, axis=1).mean() < 2.0
+    # dlib on the aligned face, mapped back to the photo, also lands near the originals.
+    fitted = faces.landmarks_of(aligned.image)
+    back = transform_points(fitted, faces.invert_matrix(aligned.matrix))
+    assert np.linalg.norm(back - photo_landmarks, axis=1).mean() < 2.0
+
+
+def test_paste_back_region_limits_the_change(astronaut, aligned):
+    grey = np.full_like(aligned.image, 128)
+    region = np.zeros((256, 256), bool)
+    region[150:200, 100:160] = True
+    pasted = paste_back(astronaut, aligned, grey, region=region, feather_px=4)
+    changed = np.abs(pasted.astype(int) - astronaut).sum(2) > 30
+    # Inside the region (mapped to the photo) the result shows; far outside nothing changes.
+    centre = transform_points(np.array([[130, 175]]), faces.invert_matrix(aligned.matrix))[0]
+    cx, cy = np.round(centre).astype(int)
+    assert (pasted[cy, cx].astype(int) - 128).__abs__().max() <= 2
+    ys, xs = np.nonzero(changed)
+    assert len(ys) > 0 and np.hypot(xs - cx, ys - cy).max() < 60
+    with pytest.raises(ValueError):
+        paste_back(astronaut[:100], aligned, grey)
+
+
+def test_head_pose(astronaut, aligned):
+    assert abs(aligned.yaw_deg) < 10 and abs(aligned.roll_deg) < 10
+    flipped = find_and_align(np.ascontiguousarray(astronaut[:, ::-1]))
+    assert np.sign(flipped.roll_deg) == -np.sign(aligned.roll_deg)
+    # Rotating the photo by 20 degrees (counterclockwise) changes roll by about -20.
+    m = cv2.getRotationMatrix2D((256, 256), 20, 1.0)
+    turned = cv2.warpAffine(astronaut, m, (512, 512), borderMode=cv2.BORDER_REFLECT)
+    assert abs(find_and_align(turned).roll_deg - (aligned.roll_deg - 20)) < 3
+    # A nose shifted towards the image right reads as positive yaw.
+    for shift, sign in ((15, 1), (-15, -1)):
+        lm = aligned.landmarks.copy()
+        lm[27:36, 0] += shift
+        assert sign * faces.head_pose(lm)[0] > 5
+
+
+def test_sideways_photo_is_found_and_turned_upright(astronaut, aligned):
+    sideways = np.ascontiguousarray(np.rot90(astronaut, 1))
+    turned = find_and_align(sideways)
+    assert np.abs(turned.image.astype(int) - aligned.image).mean() < 2
+
+
+def test_tight_crop_found_by_padding(astronaut, photo_landmarks):
+    x0, y0 = photo_landmarks.min(0).astype(int)
+    x1, y1 = photo_landmarks.max(0).astype(int)
+    crop = np.ascontiguousarray(astronaut[y0 + 5 : y1, x0 + 5 : x1 - 5])
+    assert find_and_align(crop).landmarks.shape == (68, 2)
+
+
+def test_no_face_and_too_small(astronaut):
+    from skimage import data
+
+    with pytest.raises(FaceError) as e:
+        find_and_align(data.coffee())
+    assert e.value.reason == "no_face"
+    with pytest.raises(FaceError) as e:
+        find_and_align(astronaut, min_face_px=200)
+    assert e.value.reason == "too_small"
+
+
+def test_cnn_detector(astronaut):
+    found = faces.detect_faces(astronaut[:256, 96:352], detector="cnn", upsample=0)
+    assert len(found) == 1 and found[0].landmarks.shape == (68, 2)
