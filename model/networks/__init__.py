@@ -49,3 +49,13 @@ def build_network(name: str, **overrides: Any) -> nn.Module:
 
 def count_params(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters())
+
+
+def from_architecture(architecture: dict[str, Any]) -> nn.Module:
+    """Rebuild a network from the `architecture` dict stored in a weights card or a checkpoint."""
+    arch = dict(architecture)
+    name = arch.pop("network")
+    # JSON and TOML turn tuples into lists; the frozen configs want tuples.
+    return build_network(
+        name, **{k: tuple(v) if isinstance(v, list) else v for k, v in arch.items()}
+    )

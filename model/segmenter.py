@@ -1,0 +1,61 @@
+"""The mask segmenter as a service: where is the face mask on an aligned face (weights key "segmenter")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from model.config import WEIGHTS_DIR
+
+THRESHOLD = 0.5
+
+
+class Segmenter:
+    def __init__(self, net: nn.Module, device: torch.device, card: dict | None = None):
+        self.net = net.to(device).eval()
+        self.net.requires_grad_(False)
+        self.device = device
+        self.card = card or {}
+
+    @torch.no_grad()
+    def predict_batch(self, images: torch.Tensor) -> torch.Tensor:
+        """images (B, 3, H, W) in [-1, 1] -> (B, 1, H, W) probability that a pixel is mask."""
+        x = images.to(self.device, torch.float32)
+        return torch.sigmoid(self.net(x).float()).to(images.device)
+
+    def predict(self, image: np.ndarray) -> np.ndarray:
+        """image uint8 (H, W, 3) (an aligned 256x256 face) -> bool (H, W), True = mask."""
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"image must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
+        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 127.5 - 1
+        return (self.predict_batch(x)[0, 0] > THRESHOLD).cpu().numpy()
+
+
+def load_segmenter(
+    untrained: bool = False,
+    *,
+    preset: str = "compact",
+    device: str | torch.device | None = None,
+    weights_dir: str | Path = WEIGHTS_DIR,
+) -> Segmenter:
+    """The shipped segmenter (WeightsError when missing/corrupt), or a seeded untrained one."""
+    from model.checkpoint import load_weights
+    from model.networks import build_network, from_architecture
+    from model.train_config import load_preset
+
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    if untrained:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            net = build_network(
+                "unet_segmenter",
+                **load_preset(preset).get("networks", {}).get("unet_segmenter", {}),
+            )
+        return Segmenter(net, dev, {"untrained": True})
+    state, card = load_weights("segmenter", weights_dir)
+    net = from_architecture(card["architecture"])
+    net.load_state_dict(state)
+    return Segmenter(net, dev, card)

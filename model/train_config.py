@@ -1,0 +1,114 @@
+"""Training configuration: one frozen dataclass resolved from a named TOML preset plus command-line
+overrides, written back to the run folder as `config.toml`.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from model.config import PRESETS_DIR, WEIGHTS_DIR
+
+# Trainable keys besides the registry's GAN methods.
+AUXILIARY = ("segmenter", "landmark_regressor")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    method: str  # a trainable METHODS key, "segmenter" or "landmark_regressor"
+    data: str = ""  # dataset folder (`unmask data build`); empty when splits are given in memory
+    run_dir: str = ""
+    preset: str = "compact"
+    steps: int = 50_000
+    batch: int = 10  # effective (global) batch: split evenly over the data-parallel processes
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    seed: int = 0
+    size: int = 256  # training image side; smaller sizes are area-downscaled on load
+    train_limit: int = 0  # 0 = the whole train split
+    val_limit: int = 64  # validation faces used for the periodic metrics
+    val_every: int = 1000
+    ckpt_every: int = 2500
+    log_every: int = 50
+    keep_checkpoints: int = 0  # 0 = keep every checkpoint (evaluate's Table 1 reads them all)
+    fresh_masks: bool = True  # a new synthetic mask per face per epoch (model.masks.apply_mask)
+    mask_workers: int = 2
+    flip: bool = True
+    jitter: float = 0.05  # colour jitter strength (brightness, contrast, saturation)
+    warmup_steps: int = 0  # recipes with warm-up: generator alone for this many steps
+    regressor: str = (
+        ""  # landmark method: landmark_regressor weights (.safetensors) or checkpoint (.pt)
+    )
+    weights_dir: str = str(WEIGHTS_DIR)  # where --export writes and the frozen regressor is read
+    export: bool = True  # write <weights_dir>/<key>.safetensors + card at the end
+    networks: dict[str, dict[str, Any]] = field(default_factory=dict)  # network name -> options
+    losses: dict[str, float] = field(default_factory=dict)  # loss weight overrides for this method
+
+    @property
+    def key(self) -> str:
+        return self.method
+
+
+def preset_path(name: str) -> Path:
+    p = Path(name)
+    return p if p.suffix == ".toml" and p.is_file() else PRESETS_DIR / f"{name}.toml"
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.toml"))
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    """The preset's tables: `train` (TrainConfig fields), `networks.<name>`, `losses.<method>`."""
+    path = preset_path(name)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no preset {name!r} ({path}); presets: {', '.join(preset_names())}"
+        )
+    return tomllib.loads(path.read_text())
+
+
+def resolve(method: str, preset: str = "compact", **overrides: Any) -> TrainConfig:
+    """Preset values, then explicit overrides (None = not given)."""
+    p = load_preset(preset)
+    known = {f.name for f in fields(TrainConfig)}
+    base = {k: v for k, v in p.get("train", {}).items() if k in known}
+    unknown = set(p.get("train", {})) - known
+    if unknown:
+        raise ValueError(f"preset {preset!r}: unknown [train] option(s) {sorted(unknown)}")
+    base["networks"] = p.get("networks", {})
+    base["losses"] = p.get("losses", {}).get(method, {})
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig(
+        method=method, preset=preset, **{k: v for k, v in base.items() if k != "method"}
+    )
+
+
+def with_overrides(cfg: TrainConfig, **kw: Any) -> TrainConfig:
+    return replace(cfg, **{k: v for k, v in kw.items() if v is not None})
+
+
+def to_toml(cfg: TrainConfig) -> str:
+    """The resolved config as TOML (scalars at the top, then [networks.*] and [losses])."""
+    d = asdict(cfg)
+    nets, losses = d.pop("networks"), d.pop("losses")
+    lines = [f"{k} = {_toml_value(v)}" for k, v in d.items()]
+    for name, opts in nets.items():
+        lines += ["", f"[networks.{name}]", *(f"{k} = {_toml_value(v)}" for k, v in opts.items())]
+    if losses:
+        lines += ["", "[losses]", *(f"{k} = {_toml_value(v)}" for k, v in losses.items())]
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    s = str(v).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{s}"'
