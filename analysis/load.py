@@ -327,4 +327,16 @@ def _export_rows(engine) -> list[dict]:
         rows = [dict(r._mapping) for r in conn.execute(sa.text(EXPORT_SQL))]
     for r in rows:  # `correct` is derived; validate() recomputes it from the two expressions anyway
         r["correct"] = int(r["expression_chosen"] == r["expression_true"])
+        r["answered_at"] = _iso_utc(r["answered_at"])
     return rows
+
+
+def _iso_utc(value) -> str:
+    """The export's ISO 8601 UTC form of a stored time (SQLite keeps naive UTC text)."""
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    if value is None:
+        return ""
+    t = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    t = t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")

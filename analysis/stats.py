@@ -207,15 +207,16 @@ def _tukey(
 ) -> dict[tuple[str, str], float]:
     """p of scipy.stats.tukey_hsd over all usable groups at once; NaN where it cannot be computed."""
     usable = {m: g[np.isfinite(g)] for m, g in groups.items()}
-    empty = [m for m, g in usable.items() if len(g) == 0]
-    if empty:
-        msgs.append(f"Tukey HSD on {what}: no values for {', '.join(empty)}, its pairs left empty")
-    usable = {m: g for m, g in usable.items() if len(g)}
+    thin = [m for m, g in usable.items() if len(g) < 2]
+    if thin:  # scipy's tukey_hsd needs 2 or more values in every group
+        msgs.append(
+            f"Tukey HSD on {what}: fewer than 2 participants for {', '.join(thin)}, "
+            "its pairs left empty"
+        )
+    usable = {m: g for m, g in usable.items() if len(g) >= 2}
     out: dict[tuple[str, str], float] = {}
     n = sum(len(g) for g in usable.values())
     if len(usable) < 2 or n - len(usable) < 1:
-        if len(usable) >= 2:
-            msgs.append(f"Tukey HSD on {what}: too few values (one per method), no test")
         return out
     within = sum(((g - g.mean()) ** 2).sum() for g in usable.values())
     if within == 0:
@@ -422,7 +423,7 @@ def quality_effect_sizes(
     rows = []
     for a, b in itertools.combinations(methods, 2):
         ia, ib = mi[a], mi[b]
-        ha, hb = h[:, ia].sum(0), h[:, ib].sum(0)
+        ha, hb = h[:, ia].sum(axis=0), h[:, ib].sum(axis=0)
         r = float(_rank_biserial_from_hist(ha, hb)) if ha.sum() and hb.sum() else np.nan
         lo = hi = p_mw = np.nan
         if np.isfinite(r):
@@ -647,12 +648,12 @@ def fleiss_kappa_counts(counts: np.ndarray) -> float:
     with p_j the pooled category shares. With equal n_i this is Fleiss (1971) exactly.
     """
     counts = np.asarray(counts, dtype=float)
-    n_i = counts.sum(1)
+    n_i = counts.sum(axis=1)
     counts, n_i = counts[n_i >= 2], n_i[n_i >= 2]
     if len(counts) == 0:
         return np.nan
-    p_i = ((counts**2).sum(1) - n_i) / (n_i * (n_i - 1))
-    p_j = counts.sum(0) / counts.sum()
+    p_i = ((counts**2).sum(axis=1) - n_i) / (n_i * (n_i - 1))
+    p_j = counts.sum(axis=0) / counts.sum()
     p_e = float((p_j**2).sum())
     if p_e >= 1.0:
         return np.nan  # one category only: chance agreement is 1, kappa undefined
@@ -668,13 +669,13 @@ def krippendorff_alpha(value_counts: np.ndarray, level: str = "ordinal") -> floa
     on the value positions given by `values` 1..V; nominal d = [c != k].
     """
     vc = np.asarray(value_counts, dtype=float)
-    m_u = vc.sum(1)
+    m_u = vc.sum(axis=1)
     vc, m_u = vc[m_u >= 2], m_u[m_u >= 2]
     if len(vc) == 0:
         return np.nan
     o = (vc[:, :, None] * vc[:, None, :]) / (m_u - 1)[:, None, None]
-    o = o.sum(0) - np.diag((vc / (m_u - 1)[:, None]).sum(0))
-    n_c = o.sum(1)
+    o = o.sum(axis=0) - np.diag((vc / (m_u - 1)[:, None]).sum(axis=0))
+    n_c = o.sum(axis=1)
     n = n_c.sum()
     v = len(n_c)
     idx = np.arange(v)
@@ -713,13 +714,15 @@ def reliability(main: pd.DataFrame, methods: list[str]) -> tuple[pd.DataFrame, l
         qc = pd.crosstab(qq["stimulus_id"], qq["quality"].astype(int)).reindex(
             columns=QUALITY_LEVELS, fill_value=0
         )
-        multi_k = int((kc.sum(1) >= 2).sum())
-        multi_q = int((qc.sum(1) >= 2).sum())
+        multi_k = int((kc.sum(axis=1) >= 2).sum())
+        multi_q = int((qc.sum(axis=1) >= 2).sum())
         rows.append(
             {
                 "method": label,
                 "stimuli_multi_rated": multi_q,
-                "mean_raters": float(qc.sum(1)[qc.sum(1) >= 2].mean()) if multi_q else np.nan,
+                "mean_raters": float(qc.sum(axis=1)[qc.sum(axis=1) >= 2].mean())
+                if multi_q
+                else np.nan,
                 "fleiss_kappa_expression": fleiss_kappa_counts(kc.to_numpy())
                 if multi_k
                 else np.nan,

@@ -1,0 +1,57 @@
+"""A tiny study export worked out by hand (2 participants x 3 methods x 2 trials) for the analysis tests."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from analysis.load import COLUMNS
+
+# (participant, method, image, expression_true, expression_chosen, quality, rt_ms)
+HAND_TRIALS = [
+    ("P1", "telea", "h1", "happy", "happy", 2, 4000),
+    ("P1", "telea", "s1", "sad", "neutral", 1, 6000),
+    ("P1", "landmark", "h2", "happy", "happy", 5, 3000),
+    ("P1", "landmark", "s2", "sad", "sad", 4, 5000),
+    ("P1", "real", "h3", "happy", "happy", 7, 2000),
+    ("P1", "real", "s3", "sad", "sad", 6, 2000),
+    ("P2", "telea", "h1", "happy", "happy", 3, 5000),
+    ("P2", "telea", "s1", "sad", "sad", 2, 5000),
+    ("P2", "landmark", "h2", "happy", "neutral", 4, 4000),
+    ("P2", "landmark", "s2", "sad", "sad", 5, 6000),
+    ("P2", "real", "h3", "happy", "happy", 6, 3000),
+    ("P2", "real", "s3", "sad", "sad", 7, 1000),
+]
+
+
+def hand_frame(practice_and_catch: bool = True) -> pd.DataFrame:
+    """The hand fixture as a DESIGN.md export; P1 also has a practice and a (failed) catch trial
+    with absurd values that must never reach a table."""
+    rows = []
+    per_pid: dict[str, int] = {}
+    for pid, m, img, et, ec, q, rt in HAND_TRIALS:
+        i = per_pid.setdefault(pid, 0)
+        per_pid[pid] += 1
+        rows.append(_row(pid, i + 2, m, img, et, ec, q, rt, 0, 0))
+    if practice_and_catch:
+        rows.append(_row("P1", 0, "telea", "p0", "angry", "angry", 7, 999_999, 1, 0))
+        rows.append(_row("P1", 1, "real", "c0", "surprise", "happy", 1, 1, 0, 1))
+        rows.append(_row("P2", 0, "real", "c1", "surprise", "surprise", 7, 1500, 0, 1))
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def _row(pid, idx, m, img, et, ec, q, rt, prac, catch) -> dict:
+    return {
+        "participant_id": pid,
+        "trial_index": idx,
+        "stimulus_id": f"{img}__{m}",
+        "image_id": img,
+        "method": m,
+        "expression_true": et,
+        "expression_chosen": ec,
+        "correct": int(et == ec),
+        "quality": q,
+        "rt_ms": rt,
+        "is_practice": prac,
+        "is_catch": catch,
+        "answered_at": f"2026-11-02T09:{idx:02d}:00.000Z",
+    }
