@@ -250,7 +250,7 @@ class StudyService:
         return self._refs
 
     def has_stimuli(self) -> bool:
-        return bool(self.stimulus_refs()) or bool(self._reload_refs())
+        return bool(self._reload_refs())
 
     def _reload_refs(self) -> list[design.StimulusRef]:
         self._refs = None
@@ -382,8 +382,12 @@ class StudyService:
         ).first()
         return None if row is None else (row[0], row[1])
 
-    def next_trial(self, token: str) -> TrialView | None:
-        """The participant's next unanswered trial (None when all are done); marks it shown."""
+    def next_trial(self, token: str, *, mark_shown: bool = True) -> TrialView | None:
+        """The participant's next unanswered trial (None when all are done).
+
+        Unless `mark_shown` is False (the same screen sent again), an unanswered trial gets its
+        server `shown_at` time and its show count bumped.
+        """
         with self._write() as s:
             p = self._participant(s, token)
             current = self._current(s, p)
@@ -393,7 +397,7 @@ class StudyService:
                     p.completed_at = utcnow()
                 return None
             trial, response = current
-            if response is None:
+            if response is None and (mark_shown or trial.shown_at is None):
                 trial.shown_at = utcnow()
                 trial.n_shown += 1
             stim = s.get(Stimulus, trial.stimulus_id)

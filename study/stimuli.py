@@ -283,6 +283,7 @@ def build_synthetic_stimuli(
     n_catch: int = 2,
     size: int = 48,
     seed: int = 0,
+    expressions: Sequence[str] = EXPRESSIONS,
 ) -> list[StimulusRow]:
     """Tiny generated images standing in for faces (tests, load benchmark; never a real study)."""
     out_dir = Path(out_dir)
@@ -300,14 +301,14 @@ def build_synthetic_stimuli(
             )
         )
 
-    for e in EXPRESSIONS:
+    for e in expressions:
         for j in range(per_expression):
             for method in conditions:
                 add(f"{e}{j:02d}", e, method, "main")
     for j in range(n_practice):
         add(
             f"practice{j:02d}",
-            EXPRESSIONS[j % len(EXPRESSIONS)],
+            expressions[j % len(expressions)],
             conditions[j % len(conditions)],
             "practice",
         )

@@ -1,0 +1,414 @@
+"""The rater's Gradio app: consent, code, instructions, practice, timed trials, thank-you; admin behind a token.
+
+Layout and event wiring only: every handler is a few lines around study/service.py. Response
+times are measured in the browser (performance.now() from the frame that paints the image to the
+expression click) and sent with the click. Images travel as data URIs with no name, id or method.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+import secrets
+import sys
+import tempfile
+from functools import partial
+from pathlib import Path
+
+import gradio as gr
+
+from model.config import EXPRESSIONS, set_offline_env
+from study.service import (
+    AGE_BANDS,
+    GENDERS,
+    QUALITY_SCALE,
+    VISION,
+    StudyError,
+    StudyService,
+    TrialView,
+    check_token,
+)
+
+TOKEN_ENV = "UNMASK_STUDY_TOKEN"
+STORAGE_KEY = "unmask-study-session"
+
+CONSENT = """
+## Consent
+This study asks how people perceive faces in pictures. You will see photographs of faces, one at
+a time; for each, choose the expression you see and rate the picture's quality.
+
+- It takes about 10 to 15 minutes. Taking part is voluntary; you may stop at any time.
+- We store a code you choose (not your name), your answers and response times, and, only if you
+  give them, your age band, gender and whether you wear glasses or lenses.
+- Results are reported only in aggregate, and used for research only.
+"""
+INSTRUCTIONS = """
+## Instructions
+A face appears in the middle of the screen. **Click the expression you see** (neutral, happy,
+angry, sad or surprise) as quickly as you can while staying accurate: your response time is
+measured. Then **rate the picture's quality** from 1 (worst) to 7 (best): does it look like a
+natural, undamaged photograph? Some pictures were retouched by computer programs.
+
+You start with a few practice pictures that do not count.
+"""
+BREAK = """
+## Practice done
+The real trials start now. Same task: click the expression first, as quickly and accurately as
+you can, then rate the quality.
+"""
+DONE = """
+## Thank you!
+Your answers have been saved. You may close this page.
+"""
+PROGRESS_HEADERS = ["code", "list", "answered", "rated", "trials", "started", "last answer", "done"]
+LIST_HEADERS = ["list", "participants", "completed"]
+
+# Runs once when the image component mounts, and again after each new value is rendered: the
+# frame in which the new image is painted is taken as the time it was shown.
+JS_STAMP_SHOWN = """
+const mark = () => {
+  const img = element.querySelector('img.unmask-stim-img');
+  if (!img) return;
+  const trial = img.dataset.trial;
+  const stamp = () => requestAnimationFrame((t) => { window.__unmaskShown = {trial: trial, t: t}; });
+  if (img.complete && img.naturalWidth) stamp(); else img.addEventListener('load', stamp, {once: true});
+};
+mark();
+watch('value', mark);
+"""
+# Before an expression click reaches the server: the time since that trial's image was painted.
+# Inputs (trial index, rt, state): the state is not visible to JS and passes through as null.
+JS_RT = """
+(trial, rt, state) => {
+  const now = performance.now();
+  const s = window.__unmaskShown;
+  const ok = s && String(s.trial) === String(trial);
+  return [trial, ok ? Math.round((now - s.t) * 1000) / 1000 : null, state];
+}
+"""
+
+
+def resolve_admin_token(token: str | None = None, *, announce: bool = True) -> str:
+    """The admin token: given, or $UNMASK_STUDY_TOKEN, or a new random one printed once."""
+    token = token or os.environ.get(TOKEN_ENV)
+    if not token:
+        token = secrets.token_urlsafe(18)
+        if announce:
+            print(f"Study admin token (set {TOKEN_ENV} to choose it): {token}", file=sys.stderr)
+    return token
+
+
+def default_service() -> StudyService:
+    """A service on $DATABASE_URL / $UNMASK_STUDY_DB / study_data/study.sqlite."""
+    return StudyService()
+
+
+def _image_html(view: TrialView) -> str:
+    data = base64.b64encode(view.image_png).decode("ascii")
+    return (
+        '<div style="display:flex;justify-content:center;min-height:264px">'
+        f'<img class="unmask-stim-img" data-trial="{view.trial_index}" alt="face" draggable="false"'
+        f' style="width:256px;height:256px" src="data:image/png;base64,{data}"></div>'
+    )
+
+
+def _progress_text(view: TrialView) -> str:
+    block = "Practice" if view.is_practice else "Picture"
+    return f"**{block} {view.position} of {view.block_size}**"
+
+
+def _code_html(code: str) -> str:
+    return f'<p>Your participant code: <code class="unmask-code">{html.escape(code)}</code></p>'
+
+
+def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
+    """Lay out the rater flow and the admin panel in the current Blocks context, and wire it."""
+    sess = gr.State({})  # {"token", "code", "n_practice"}: this browser tab's participant
+    saved = gr.BrowserState(
+        {}, storage_key=STORAGE_KEY, secret=service.secret_setting("browser_state_secret")
+    )
+    trial_box = gr.Number(
+        value=-1, visible=False, precision=0, elem_id="study-trial-index"
+    )  # index of the trial on screen
+    rt_box = gr.Number(
+        value=None, visible=False, elem_id="study-rt"
+    )  # filled by JS_RT at the click
+
+    with gr.Column(visible=True, elem_id="study-page-consent") as consent_page:
+        gr.Markdown(CONSENT)
+        agree = gr.Checkbox(label="I have read the above and agree to take part", value=False)
+        consent_btn = gr.Button("Continue", variant="primary", elem_id="study-consent")
+        consent_msg = gr.Markdown(elem_id="study-consent-message")
+    with gr.Column(visible=False, elem_id="study-page-register") as register_page:
+        gr.Markdown("## About you\nChoose a code you will remember; do not use your name.")
+        code = gr.Textbox(label="Participant code", max_length=64, elem_id="study-code")
+        with gr.Row():
+            age = gr.Dropdown(list(AGE_BANDS), label="Age band (optional)", value=None)
+            gender = gr.Dropdown(list(GENDERS), label="Gender (optional)", value=None)
+            vision = gr.Radio(list(VISION), label="Glasses or lenses (optional)", value=None)
+        start_btn = gr.Button("Start", variant="primary", elem_id="study-start")
+        register_msg = gr.Markdown(elem_id="study-register-message")
+    with gr.Column(visible=False, elem_id="study-page-instructions") as instructions_page:
+        code_view = gr.HTML(elem_id="study-code-view")
+        gr.Markdown(INSTRUCTIONS)
+        begin_btn = gr.Button("Begin practice", variant="primary", elem_id="study-begin")
+    with gr.Column(visible=False, elem_id="study-page-trial") as trial_page:
+        progress_md = gr.Markdown(elem_id="study-progress")
+        stim_html = gr.HTML("", js_on_load=JS_STAMP_SHOWN, elem_id="study-stimulus")
+        with gr.Column(visible=True, elem_id="study-expression-row") as expression_row:
+            gr.Markdown("Which expression do you see?")
+            with gr.Row():
+                expression_btns = {
+                    e: gr.Button(e.capitalize(), elem_id=f"study-expr-{e}") for e in EXPRESSIONS
+                }
+        with gr.Column(visible=False, elem_id="study-quality-row") as quality_row:
+            lo, hi = QUALITY_SCALE
+            gr.Markdown(f"How good is the picture's quality? {lo} = worst, {hi} = best.")
+            with gr.Row():
+                quality_btns = {
+                    q: gr.Button(str(q), elem_id=f"study-quality-{q}") for q in range(lo, hi + 1)
+                }
+        trial_msg = gr.Markdown(elem_id="study-message")
+    with gr.Column(visible=False, elem_id="study-page-break") as break_page:
+        gr.Markdown(BREAK)
+        continue_btn = gr.Button("Start", variant="primary", elem_id="study-continue")
+    with gr.Column(visible=False, elem_id="study-page-done") as done_page:
+        gr.Markdown(DONE)
+
+    with gr.Accordion("Experimenter", open=False):
+        admin_key = gr.Textbox(label="Admin token", type="password", elem_id="study-admin-token")
+        with gr.Row():
+            progress_btn = gr.Button("Show progress", elem_id="study-admin-progress")
+            export_btn = gr.Button("Export CSV", elem_id="study-admin-export")
+        admin_summary = gr.Markdown()
+        admin_people = gr.Dataframe(
+            headers=PROGRESS_HEADERS, label="Participants", interactive=False
+        )
+        admin_lists = gr.Dataframe(headers=LIST_HEADERS, label="Lists", interactive=False)
+        admin_file = gr.File(label="Long-format export", interactive=False)
+
+    pages = [consent_page, register_page, instructions_page, trial_page, break_page, done_page]
+
+    def show(page: gr.Column) -> dict:
+        return {p: gr.Column(visible=p is page) for p in pages}
+
+    def trial_updates(view: TrialView | None, state: dict, msg: str = "") -> dict:
+        if view is None:
+            return {**show(done_page), trial_box: -1, trial_msg: ""}
+        return {
+            **show(trial_page),
+            stim_html: _image_html(view),
+            progress_md: _progress_text(view),
+            trial_box: view.trial_index,
+            expression_row: gr.Column(visible=view.stage == "expression"),
+            quality_row: gr.Column(visible=view.stage == "quality"),
+            trial_msg: msg,
+            sess: state,
+        }
+
+    trial_outputs = [
+        *pages,
+        stim_html,
+        progress_md,
+        trial_box,
+        expression_row,
+        quality_row,
+        trial_msg,
+        sess,
+    ]
+    # Cheap database calls: answered directly (no queue round trips), never behind each other.
+    events = {"concurrency_limit": None, "queue": False}
+
+    # -- consent and registration ------------------------------------------------------------
+    def on_consent(agreed: bool) -> dict:
+        if not agreed:
+            return {consent_msg: "Please tick the box to take part."}
+        return {**show(register_page), consent_msg: ""}
+
+    consent_btn.click(
+        on_consent, [agree], [*pages, consent_msg], api_name="study_consent", **events
+    )
+
+    def on_start(agreed, code_text, age_band, gender_v, vision_v, state, request: gr.Request):
+        ua = request.headers.get("user-agent") if request is not None else None
+        try:
+            info = service.start_session(
+                code_text,
+                consent=bool(agreed),
+                age_band=age_band,
+                gender=gender_v,
+                vision_corrected=vision_v,
+                user_agent=ua,
+            )
+        except StudyError as exc:
+            return {register_msg: f"**{exc}**"}
+        state = {"token": info.token, "code": info.code, "n_practice": info.n_practice}
+        return {
+            **show(instructions_page),
+            sess: state,
+            saved: {"token": info.token},
+            code_view: _code_html(info.code),
+            register_msg: "",
+            begin_btn: gr.Button("Begin practice" if info.n_practice else "Begin"),
+        }
+
+    start_btn.click(
+        on_start,
+        [agree, code, age, gender, vision, sess],
+        [*pages, sess, saved, code_view, register_msg, begin_btn],
+        api_name="study_start",
+        **events,
+    )
+
+    # -- resume after a reload, a crash or a new tab -----------------------------------------
+    def on_resume(stored: dict | None) -> dict:
+        token = (stored or {}).get("token")
+        if not token:
+            return {}
+        try:
+            info = service.resume(token)
+        except StudyError:
+            return {saved: {}}
+        state = {"token": token, "code": info.code, "n_practice": info.n_practice}
+        view = service.next_trial(token)
+        if view is not None and view.trial_index == 0 and view.stage == "expression":
+            return {**show(instructions_page), sess: state, code_view: _code_html(info.code)}
+        return {**trial_updates(view, state), code_view: _code_html(info.code)}
+
+    root.load(
+        on_resume, [saved], [*trial_outputs, saved, code_view], api_name="study_resume", **events
+    )
+
+    # -- trials ------------------------------------------------------------------------------
+    def on_next(state: dict) -> dict:
+        try:
+            return trial_updates(service.next_trial(state.get("token")), state)
+        except StudyError as exc:
+            return {trial_msg: f"**{exc}**"}
+
+    begin_btn.click(on_next, [sess], trial_outputs, api_name="study_begin", **events)
+    continue_btn.click(on_next, [sess], trial_outputs, api_name="study_continue", **events)
+
+    def on_answer(expression: str, trial_index, rt_ms, state: dict) -> dict:
+        token = state.get("token")
+        msg = ""
+        try:
+            service.record_response(token, int(trial_index), expression, rt_ms)
+        except StudyError as exc:
+            msg = f"**{exc}**" if exc.reason != "not_current" else ""
+        try:
+            return trial_updates(service.next_trial(token, mark_shown=False), state, msg)
+        except StudyError as exc:
+            return {trial_msg: f"**{exc}**"}
+
+    for e, btn in expression_btns.items():
+        btn.click(
+            partial(on_answer, e),
+            [trial_box, rt_box, sess],
+            trial_outputs,
+            js=JS_RT,
+            api_name=f"study_answer_{e}",
+            **events,
+        )
+
+    def on_rate(quality: int, trial_index, state: dict) -> dict:
+        token = state.get("token")
+        try:
+            outcome = service.record_quality(token, int(trial_index), quality)
+            n_practice = state.get("n_practice", 0)
+            if outcome.trial_index == n_practice - 1:
+                # Break page; API clients see an empty picture and call study_continue.
+                return {
+                    **show(break_page),
+                    stim_html: "",
+                    progress_md: "**Practice done**",
+                    trial_box: outcome.trial_index + 1,
+                    trial_msg: "",
+                    sess: state,
+                }
+            # A repeat (double click) re-sends the trial already on screen without re-timing it.
+            return trial_updates(service.next_trial(token, mark_shown=outcome.stored), state)
+        except StudyError as exc:
+            return {trial_msg: f"**{exc}**"}
+
+    for q, btn in quality_btns.items():
+        btn.click(
+            partial(on_rate, q),
+            [trial_box, sess],
+            trial_outputs,
+            api_name=f"study_rate_{q}",
+            **events,
+        )
+
+    # -- admin: nothing without the token ----------------------------------------------------
+    def require_admin(token: str | None) -> None:
+        if not check_token(token, admin_token):
+            raise gr.Error("Invalid admin token.")
+
+    def on_progress(token: str) -> dict:
+        require_admin(token)
+        people = service.progress()
+        lists = service.list_progress()
+        done = sum(p.completed for p in people)
+        return {
+            admin_summary: f"{len(people)} participants, {done} completed.",
+            admin_people: [
+                [
+                    p.code,
+                    p.list_index,
+                    p.n_answered,
+                    p.n_rated,
+                    p.n_trials,
+                    p.started_at.isoformat(timespec="seconds"),
+                    ""
+                    if p.last_answer_at is None
+                    else p.last_answer_at.isoformat(timespec="seconds"),
+                    "yes" if p.completed else "no",
+                ]
+                for p in people
+            ]
+            or None,
+            admin_lists: [[r["list"], r["participants"], r["completed"]] for r in lists] or None,
+        }
+
+    progress_btn.click(
+        on_progress,
+        [admin_key],
+        [admin_summary, admin_people, admin_lists],
+        api_name="study_admin_progress",
+        **events,
+    )
+
+    def on_export(token: str) -> str:
+        require_admin(token)
+        # A fresh unguessable folder per export: the file's URL is as secret as the token.
+        folder = Path(tempfile.mkdtemp(prefix="unmask-export-"))
+        return str(service.write_export(folder / "study_export.csv"))
+
+    export_btn.click(on_export, [admin_key], [admin_file], api_name="study_admin_export", **events)
+
+
+def build_study_tab(
+    service: StudyService | None = None, *, admin_token: str | None = None, label: str = "Study"
+) -> gr.Tab:
+    """Add the study as a tab of the Blocks being built (call inside `with gr.Blocks() as demo:`)."""
+    set_offline_env()
+    root = gr.context.Context.root_block
+    if root is None:
+        raise RuntimeError("build_study_tab must be called inside a gr.Blocks context")
+    service = service or default_service()
+    with gr.Tab(label, id="study") as tab:
+        _build(service, resolve_admin_token(admin_token), root)
+    return tab
+
+
+def build_study_app(
+    service: StudyService | None = None, *, admin_token: str | None = None
+) -> gr.Blocks:
+    """The study alone (what `unmask study serve` launches)."""
+    set_offline_env()
+    service = service or default_service()
+    with gr.Blocks(title="Face perception study", analytics_enabled=False) as demo:
+        _build(service, resolve_admin_token(admin_token), demo)
+    return demo

@@ -1,0 +1,200 @@
+"""`unmask study build|serve|export`: make the stimuli, run the rater app, write the long-format CSV.
+
+`serve` runs the Gradio app under uvicorn beside two token-protected HTTP routes for scripts
+(`/study/admin/export.csv`, `/study/admin/progress.json`) and an open `/study/health`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from model.config import REPO_DIR, set_offline_env
+
+DEFAULT_STIMULI = REPO_DIR / "study_data" / "stimuli"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="study_command", metavar="ACTION", required=True)
+    db_help = "SQLite file or database URL (default: $DATABASE_URL, else study_data/study.sqlite)"
+
+    b = sub.add_parser("build", help="make the stimulus images and register them in the database")
+    b.add_argument("--faces", type=Path, help="expression-labelled faces (expressions-tw/images)")
+    b.add_argument("--out", type=Path, default=DEFAULT_STIMULI, help="stimuli folder to write")
+    b.add_argument(
+        "--per-expression",
+        type=int,
+        default=None,
+        help="main faces per expression (default: 2 x conditions, i.e. 10 pictures per "
+        "condition per participant, as Yoshihashi et al.); a multiple of the number of "
+        "conditions (methods + real) balances every method x expression cell exactly",
+    )
+    b.add_argument("--methods", default="all", help="'all' or a comma list of method keys")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--practice", type=int, default=3, help="practice trials (faces not reused)")
+    b.add_argument("--catch", type=int, default=4, help="catch trials (unmasked happy faces)")
+    b.add_argument(
+        "--untrained",
+        action="store_true",
+        help="use seeded untrained networks for trainable methods (development only)",
+    )
+    b.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="generated noise images instead of faces (load tests; never a real study)",
+    )
+    b.add_argument("--db", default=None, help=db_help)
+
+    s = sub.add_parser("serve", help="serve the rater app (prints the admin token)")
+    s.add_argument("--db", default=None, help=db_help)
+    s.add_argument("--stimuli", type=Path, default=None, help="override the stored stimuli folder")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=7861)
+    s.add_argument("--token", default=None, help="admin token (default: $UNMASK_STUDY_TOKEN)")
+
+    e = sub.add_parser("export", help="write the long-format CSV (DESIGN.md columns)")
+    e.add_argument("--db", default=None, help=db_help)
+    e.add_argument("--out", default="-", help="CSV file, or - for stdout")
+
+
+def run(args: argparse.Namespace) -> int:
+    set_offline_env()
+    return {"build": _build, "serve": _serve, "export": _export}[args.study_command](args)
+
+
+def _service(args: argparse.Namespace, stimuli_dir: Path | None = None):
+    from study.db import make_engine
+    from study.service import StudyService
+
+    return StudyService(make_engine(args.db), stimuli_dir=stimuli_dir)
+
+
+def _build(args: argparse.Namespace) -> int:
+    from study import stimuli
+
+    methods = stimuli.resolve_methods(args.methods)
+    if args.synthetic:
+        rows = stimuli.build_synthetic_stimuli(
+            args.out,
+            methods=methods,
+            per_expression=args.per_expression or stimuli.default_per_expression(len(methods) + 1),
+            n_practice=args.practice,
+            n_catch=args.catch,
+            seed=args.seed,
+        )
+    else:
+        if args.faces is None:
+            print("--faces DIR is needed (or --synthetic)", file=sys.stderr)
+            return 2
+        rows = stimuli.build_stimuli(
+            args.faces,
+            args.out,
+            methods=methods,
+            per_expression=args.per_expression,
+            n_practice=args.practice,
+            n_catch=args.catch,
+            seed=args.seed,
+            untrained=args.untrained,
+        )
+    service = _service(args)
+    n = service.register_stimuli(rows, args.out)
+    from study.design import balance_report
+
+    report = balance_report(service.stimulus_refs())
+    print(
+        f"{n} stimuli in {args.out} and {service.engine.url.render_as_string(hide_password=True)}"
+    )
+    print(
+        f"conditions: {', '.join(report.conditions)}; {report.trials_per_list} main trials a "
+        f"participant; faces per expression: {report.faces_per_expression}"
+    )
+    for problem in report.problems:
+        print(f"warning: {problem}")
+    return 0
+
+
+def make_server_app(service, admin_token: str):
+    """FastAPI app: the Gradio study at / plus the token-protected admin routes."""
+    import gradio as gr
+    from fastapi import FastAPI, Header, HTTPException
+    from fastapi.responses import JSONResponse, PlainTextResponse
+
+    from study.app import build_study_app
+    from study.service import check_token
+
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+
+    def require(authorization: str | None, x_study_token: str | None) -> None:
+        given = x_study_token
+        if authorization and authorization.lower().startswith("bearer "):
+            given = authorization[7:]
+        if not check_token(given, admin_token):
+            raise HTTPException(status_code=401, detail="admin token required")
+
+    @app.get("/study/health")
+    def health() -> dict:
+        return {"ok": True, "stimuli": len(service.stimulus_refs())}
+
+    @app.get("/study/admin/export.csv")
+    def export_csv(
+        authorization: str | None = Header(default=None),
+        x_study_token: str | None = Header(default=None),
+    ):
+        require(authorization, x_study_token)
+        return PlainTextResponse(
+            service.export_csv(),
+            media_type="text/csv",
+            headers={"Content-Disposition": 'attachment; filename="study_export.csv"'},
+        )
+
+    @app.get("/study/admin/progress.json")
+    def progress_json(
+        authorization: str | None = Header(default=None),
+        x_study_token: str | None = Header(default=None),
+    ):
+        require(authorization, x_study_token)
+        people = [
+            {
+                "code": p.code,
+                "list": p.list_index,
+                "n_trials": p.n_trials,
+                "n_answered": p.n_answered,
+                "n_rated": p.n_rated,
+                "completed": p.completed,
+            }
+            for p in service.progress()
+        ]
+        return JSONResponse({"participants": people, "lists": service.list_progress()})
+
+    blocks = build_study_app(service, admin_token=admin_token)
+    return gr.mount_gradio_app(app, blocks, path="/", footer_links=["gradio"])
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from study.app import TOKEN_ENV, resolve_admin_token
+
+    service = _service(args, args.stimuli)
+    if not service.has_stimuli():
+        print("no stimuli in this database yet: run `unmask study build` first", file=sys.stderr)
+        return 2
+    token = resolve_admin_token(args.token, announce=False)
+    print(f"Study admin token: {token}  (set {TOKEN_ENV} to choose it)", flush=True)
+    print(f"Serving the study on http://{args.host}:{args.port}/", flush=True)
+    app = make_server_app(service, token)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    service = _service(args)
+    text = service.export_csv()
+    if args.out == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"{text.count(chr(10)) - 1} rows -> {args.out}", file=sys.stderr)
+    return 0
