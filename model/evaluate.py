@@ -82,9 +82,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--untrained",
-        action="store_true",
-        help="TEST ONLY: use randomly initialised networks (and segmenter) instead of shipped weights; "
-        "numbers are meaningless, this exercises the pipeline without weights",
+        nargs="?",
+        const="compact",
+        default=None,
+        metavar="PRESET",
+        help="TEST ONLY: seeded randomly initialised networks (and segmenter) of a preset's widths "
+        "(default compact; 'tiny' for fast tests) instead of shipped weights; the numbers are "
+        "meaningless, this only exercises the pipeline before weights exist",
     )
 
 
@@ -243,18 +247,18 @@ def evaluate_outputs(
     return result, kept
 
 
-def load_methods(keys: Sequence[str], *, untrained: bool, device: torch.device):
+def load_methods(keys: Sequence[str], *, untrained: str | None, device: torch.device):
     """Build each method; a method that cannot be built (weights not trained yet, a missing
     module) is reported as a note instead of stopping the evaluation."""
     loaded, notes = {}, {}
     for key in keys:
         spec = METHODS[key]
         # Only the networks take a device (and, for tests, untrained=True); telea takes neither.
-        kwargs = (
-            {"device": device, **({"untrained": True} if untrained else {})}
-            if spec.trainable
-            else {}
-        )
+        kwargs: dict = {}
+        if spec.trainable:
+            kwargs = {"device": device}
+            if untrained:
+                kwargs |= {"untrained": True, "preset": untrained}
         try:
             loaded[key] = spec.load(**kwargs)
         except Exception as e:  # noqa: BLE001 - any load failure becomes a table note
@@ -352,9 +356,14 @@ def _notes(context: dict[str, str], results: list[MethodResult]) -> list[str]:
         "both aligned by the real face's landmarks; dlib's same-person threshold is 0.6). Landmark "
         "NME: dlib's 68 points fitted on the output vs on the real face (same box), mean error / "
         "outer-eye-corner distance.",
-        "- Rows: the masked input first (the floor), then the method registry's order. "
-        "ms / image: inference only (batched, one untimed warm-up batch), excluding metrics.",
     ]
+    if context.get("run") is None:
+        notes.append(
+            "- Rows: the masked input first (the floor), then the method registry's order."
+        )
+    notes.append(
+        "- ms / image: inference only (batched, one untimed warm-up batch), excluding the metrics."
+    )
     if context.get("untrained"):
         notes.append("- **TEST RUN with untrained networks: the numbers are meaningless.**")
     if context.get("face_metrics") == "off":
@@ -442,7 +451,7 @@ def _overlay(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out.astype(np.uint8)
 
 
-def real_figure(path: Path, photos: Path, methods: dict, *, untrained: bool) -> str:
+def real_figure(path: Path, photos: Path, methods: dict, *, untrained: str | None) -> str:
     """Real masked photos: align, segment the mask, run each method (no ground truth).
 
     Returns a message saying what was drawn or why not.
@@ -455,12 +464,15 @@ def real_figure(path: Path, photos: Path, methods: dict, *, untrained: bool) -> 
     if not files:
         return f"no photos in {photos}"
     try:
-        segmenter = load_segmenter(untrained=untrained)
+        segmenter = (
+            load_segmenter(untrained=True, preset=untrained) if untrained else load_segmenter()
+        )
     except Exception as e:  # noqa: BLE001 - no segmenter weights yet: skip the figure, say why
         return f"real-photo figure skipped: segmenter unavailable ({type(e).__name__}: {e})"
     rows = []
     # Every k-th photo, in file-name order, so the 8 are spread over the folder yet reproducible.
-    order = files[:: max(1, len(files) // (4 * FIGURE_ROWS))] + files
+    # (then the rest in order, each photo once, until FIGURE_ROWS faces are found).
+    order = list(dict.fromkeys(files[:: max(1, len(files) // (4 * FIGURE_ROWS))] + files))
     for p in order:
         if len(rows) == FIGURE_ROWS:
             break
@@ -604,7 +616,7 @@ def run_table1(args) -> int:
     refs = None if args.no_face_metrics else face_refs(split)
     results = []
     for step, path in steps:
-        method = from_checkpoint(path)
+        method = from_checkpoint(path, device=device)
         r, _ = evaluate_outputs(
             f"step {step}",
             f"step {step}",

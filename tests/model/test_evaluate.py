@@ -77,7 +77,9 @@ def tiny_dataset(tmp_path_factory, astronaut):
     for i, img in enumerate(_variants(astronaut)):
         Image.fromarray(np.ascontiguousarray(img)).save(faces / f"astro_{i}.png")
     out = root / "dataset"
-    assert unmask(["data", "build", "--faces", str(faces), "--out", str(out)]) == 0
+    assert (
+        unmask(["data", "build", "--faces", str(faces), "--out", str(out), "--workers", "1"]) == 0
+    )
     return root, out
 
 
@@ -87,8 +89,8 @@ def test_eval_end_to_end(tiny_dataset, tmp_path):
     root, data = tiny_dataset
     from model.data import load_split
 
-    # Evaluate whichever split the builder put images in (split is per source file).
-    split = next(s for s in ("test", "val", "train") if load_split(data, s).ids)
+    # The split is a hash of the file name: evaluate whichever split got the most images.
+    split = max(("test", "val", "train"), key=lambda s: len(load_split(data, s)))
     photos = root / "photos"  # stand-in for the real masked photos: any photo with one face
     photos.mkdir(exist_ok=True)
     Image.open(root / "faces" / "astro_1.png").save(photos / "a.jpg")
@@ -104,7 +106,7 @@ def test_eval_end_to_end(tiny_dataset, tmp_path):
         "--limit",
         "3",
     ]
-    argv += ["--batch", "2", "--untrained", "--out", str(out), "--figures", str(figs)]
+    argv += ["--batch", "2", "--untrained", "tiny", "--out", str(out), "--figures", str(figs)]
     assert unmask([*argv, "--real-photos", str(photos)]) == 0
 
     with open(out / "table2.csv") as f:
@@ -118,7 +120,7 @@ def test_eval_end_to_end(tiny_dataset, tmp_path):
         assert {f"{name}_mean", f"{name}_ci95", f"{name}_n"} <= set(table["telea"])
     assert {"n", "ms_per_image", "machine", "status"} <= set(table["telea"])
     n = int(table["masked"]["n"])
-    assert 1 <= n <= 3 and all(int(r["n"]) == n for r in table.values())
+    assert 2 <= n <= 3 and all(int(r["n"]) == n for r in table.values())
     # Telea fills the hole from its border: far closer to the real face than the mask itself.
     assert float(table["masked"]["mse_mean"]) > float(table["telea"]["mse_mean"])
     assert float(table["masked"]["psnr_mean"]) < float(table["telea"]["psnr_mean"])
@@ -154,7 +156,7 @@ def test_missing_weights_are_a_note_not_a_crash(tiny_dataset, tmp_path):
     _, data = tiny_dataset
     from model.data import load_split
 
-    split = next(s for s in ("test", "val", "train") if load_split(data, s).ids)
+    split = max(("test", "val", "train"), key=lambda s: len(load_split(data, s)))
     out = tmp_path / "metrics"
     argv = ["eval", "--data", str(data), "--split", split, "--methods", "unmask", "--limit", "1"]
     # No --untrained: unless the project ships weights for `unmask`, loading them fails.
