@@ -143,7 +143,9 @@ def beyond_markdown(r: dict) -> str:
         "### Quality",
         _test_line(r["friedman"]),
         "",
-        "Post hoc on per-participant mean quality: Conover (Holm-adjusted) and Nemenyi.",
+        "Post hoc on per-participant mean quality: Conover (Holm), Nemenyi, and the paired "
+        "Wilcoxon signed-rank test (raw and Holm). Nemenyi is conservative with many methods; "
+        "Conover is liberal when rankings are near-unanimous (Kendall's W near 1).",
         "",
     ]
     if r["friedman"].pairs is not None:
@@ -232,6 +234,7 @@ def write_outputs(data: StudyData, r: dict, out: Path, plots: bool = True) -> li
         *([f"- {n}" for n in r["notes"]] or ["- none"]),
         "",
         "## The paper's tables (Yoshihashi et al. 2022, Tables 3-5)",
+        "",
         "",
     ]
     body = [m.replace(f"**{SIMULATED_BANNER}**\n\n", "") for m in md.values()]

@@ -110,7 +110,13 @@ def test_friedman_and_kendall_w_by_hand(main):
     assert res.p == pytest.approx(math.exp(-2))  # chi2(2) survival at 4
     assert res.p == pytest.approx(ss.friedmanchisquare([1.5, 2.5], [4.5, 4.5], [6.5, 6.5]).pvalue)
     assert res.effect["kendall_w"] == pytest.approx(1.0)
-    assert set(res.pairs.columns) >= {"p_conover_holm", "p_nemenyi"} and len(res.pairs) == 3
+    assert set(res.pairs.columns) >= {"p_conover_holm", "p_nemenyi", "p_wilcoxon_holm"}
+    assert len(res.pairs) == 3
+    # Signed-rank on the per-participant means: telea (1.5, 2.5) vs landmark (4.5, 4.5).
+    pairs = res.pairs.set_index(["method_a", "method_b"])
+    assert pairs.loc[("telea", "landmark"), "p_wilcoxon"] == pytest.approx(
+        ss.wilcoxon([1.5, 2.5], [4.5, 4.5]).pvalue
+    )
 
 
 def test_cochran_and_mcnemar_by_hand(main):
