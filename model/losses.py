@@ -25,7 +25,8 @@ def adversarial(
     if weight is None:
         return F.binary_cross_entropy_with_logits(logits, target)
     per = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-    return (per * weight).sum() / weight.sum().clamp_min(1e-6)
+    # Per image, then over the batch: the same value whichever way a batch is split over processes.
+    return ((per * weight).sum((1, 2, 3)) / weight.sum((1, 2, 3)).clamp_min(1e-6)).mean()
 
 
 def l1(pred: torch.Tensor, real: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,330 @@
+"""The trainer on tiny networks and 64x64 faces: train -> export -> load -> identical predictions for
+every trainable key; resume equals an uninterrupted run; torchrun with 2 CPU processes (gloo)
+equals one process on the same effective batch; weights I/O refuses missing or corrupt files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from model.checkpoint import WeightsError, load_weights, save_weights
+from model.methods import METHODS
+from model.networks import from_architecture
+from model.networks.landmark_regressor import MIRROR_68
+from model.train import latest_checkpoint, train
+from model.train_config import resolve
+
+GANS = [k for k, s in METHODS.items() if s.trainable]
+SIZE = 64
+
+
+@dataclass
+class Split:  # the fields of model.data.PairedSplit
+    ids: list[str]
+    face: np.ndarray
+    masked: np.ndarray
+    seg: np.ndarray
+    landmarks: np.ndarray
+
+
+def make_split(astronaut: np.ndarray, n: int, size: int = SIZE, seed: int = 0) -> Split:
+    """n crops of the astronaut with a lower-face 'mask' of a random colour and jittered landmarks."""
+    rng = np.random.default_rng(seed)
+    faces, masked, segs, lms = [], [], [], []
+    base = (
+        np.array([[30 + 4 * (i % 17), 20 + 2 * (i % 9)] for i in range(68)], np.float32)
+        * size
+        / 100
+    )
+    for _ in range(n):
+        y, x = rng.integers(0, 60, 2)
+        f = cv2.resize(
+            astronaut[20 + y : 240 + y, 130 + x : 350 + x],
+            (size, size),
+            interpolation=cv2.INTER_AREA,
+        )
+        s = np.zeros((size, size), bool)
+        top = int(rng.integers(size // 2, size // 2 + 6))
+        s[top : size - 3, size // 5 : size - size // 5] = True
+        m = f.copy()
+        m[s] = rng.integers(0, 256, 3)
+        faces.append(f), masked.append(m), segs.append(s)
+        lms.append(base + rng.normal(0, 1, base.shape).astype(np.float32))
+    return Split(
+        [f"f{i}" for i in range(n)],
+        np.stack(faces),
+        np.stack(masked),
+        np.stack(segs),
+        np.stack(lms),
+    )
+
+
+@pytest.fixture(scope="module")
+def splits(astronaut):
+    return make_split(astronaut, 6), make_split(astronaut, 2, seed=1)
+
+
+@pytest.fixture(scope="module")
+def weights_dir(tmp_path_factory, splits):
+    """Shared weights folder, holding a landmark regressor for the `landmark` method's C1."""
+    torch.set_num_threads(1)
+    d = tmp_path_factory.mktemp("weights")
+    run = tmp_path_factory.mktemp("runs") / "regressor"
+    train(
+        resolve("landmark_regressor", "tiny", run_dir=str(run), weights_dir=str(d), steps=2),
+        *splits,
+        progress=False,
+    )
+    return d
+
+
+def _cfg(key: str, run: Path, weights_dir: Path, **kw):
+    return resolve(key, "tiny", run_dir=str(run), weights_dir=str(weights_dir), **kw)
+
+
+def _half_rounded(net: torch.nn.Module) -> torch.nn.Module:
+    """The network with its weights rounded as the fp16 export rounds them."""
+    with torch.no_grad():
+        for t in list(net.parameters()) + list(net.buffers()):
+            if t.is_floating_point():
+                t.copy_(t.half().float())
+    return net
+
+
+@pytest.mark.parametrize("key", GANS)
+def test_gan_train_export_load_identical(key, splits, weights_dir, tmp_path):
+    from model.methods.gan import build, from_checkpoint
+
+    torch.set_num_threads(1)
+    summary = train(_cfg(key, tmp_path / "run", weights_dir, steps=2), *splits, progress=False)
+    assert summary["steps"] == 2 and Path(summary["weights"]).is_file()
+    run = tmp_path / "run"
+    assert (run / "config.toml").is_file() and list((run / "samples").glob("*.png"))
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert any(r["kind"] == "val" and "psnr" in r for r in log)
+
+    face, masked, seg = splits[1].face, splits[1].masked, splits[1].seg
+    ckpt_method = from_checkpoint(latest_checkpoint(run), device="cpu")
+    shipped = build(METHODS[key], weights_dir=weights_dir, device="cpu")
+    card = shipped.card
+    assert card["iterations"] == 2 and card["batch"] == 2 and card["images_seen"] == 4
+    assert card["sha256"] and card["architecture"]["network"] == shipped.recipe.generator
+    assert {"mse_mask", "psnr", "ssim"} <= set(card["validation"])
+    # The shipped (fp16) generator predicts exactly as the trained one with fp16-rounded weights.
+    ref = _half_rounded(from_checkpoint(latest_checkpoint(run), device="cpu").net)
+    ckpt_method.net = ref
+    for i in range(len(face)):
+        assert np.array_equal(
+            shipped.inpaint(masked[i], seg[i]), ckpt_method.inpaint(masked[i], seg[i])
+        )
+
+
+@pytest.mark.parametrize("key", ["segmenter", "landmark_regressor"])
+def test_aux_train_export_load_identical(key, splits, weights_dir, tmp_path):
+    from model.segmenter import load_segmenter
+
+    torch.set_num_threads(1)
+    wd = tmp_path / "w"
+    train(_cfg(key, tmp_path / "run", wd, steps=2), *splits, progress=False)
+    ckpt = torch.load(latest_checkpoint(tmp_path / "run"), weights_only=True)
+    trained = _half_rounded(from_architecture(ckpt["architectures"][key]))
+    trained.load_state_dict(ckpt["nets"][key])
+    trained = _half_rounded(trained).eval()
+    x = torch.from_numpy(splits[1].masked).permute(0, 3, 1, 2).float() / 127.5 - 1
+    if key == "segmenter":
+        seg = load_segmenter(weights_dir=wd)
+        assert torch.equal(seg.predict_batch(x), torch.sigmoid(trained(x)))
+        assert seg.predict(splits[1].masked[0]).shape == (SIZE, SIZE)
+    else:
+        state, card = load_weights(key, wd)
+        net = from_architecture(card["architecture"])
+        net.load_state_dict(state)
+        with torch.no_grad():
+            assert torch.equal(net.eval()(x), trained(x))
+
+
+@pytest.mark.parametrize("key", ["pix2pix", "unmask"])
+def test_resume_equals_uninterrupted(key, splits, weights_dir, tmp_path):
+    """pix2pix: dropout (RNG state) and batch norm; unmask: crosses the warm-up into two discriminators."""
+    torch.set_num_threads(1)
+    a = train(
+        _cfg(key, tmp_path / "a", weights_dir, steps=4, export=False), *splits, progress=False
+    )
+    train(_cfg(key, tmp_path / "b", weights_dir, steps=2, export=False), *splits, progress=False)
+    b = train(
+        _cfg(key, tmp_path / "b", weights_dir, steps=4, export=False),
+        *splits,
+        resume=True,
+        progress=False,
+    )
+    assert a["steps"] == b["steps"] == 4
+    ca = torch.load(latest_checkpoint(tmp_path / "a"), weights_only=True)
+    cb = torch.load(latest_checkpoint(tmp_path / "b"), weights_only=True)
+    for name in ca["nets"]:
+        for k, v in ca["nets"][name].items():
+            assert torch.equal(v, cb["nets"][name][k]), f"{name}.{k} differs after resume"
+    assert torch.equal(ca["rng"][0]["cpu"], cb["rng"][0]["cpu"])
+    assert a["validation"] == b["validation"]
+
+
+def test_flips_mirror_landmarks(splits):
+    from model.batches import PairSource
+
+    src = PairSource(
+        splits[0], size=SIZE, batch=6, seed=3, device=torch.device("cpu"), flip=True, jitter=0.0
+    )
+    plain = PairSource(
+        splits[0], size=SIZE, batch=6, seed=3, device=torch.device("cpu"), flip=False, jitter=0.0
+    )
+    b, p = src.batch_at(0), plain.batch_at(0)
+    flipped = [i for i in range(6) if not torch.equal(b.face[i], p.face[i])]
+    assert flipped and len(flipped) < 6  # the seed gives a mix
+    for i in flipped:
+        assert torch.equal(b.face[i], p.face[i].flip(-1)) and torch.equal(
+            b.mask[i], p.mask[i].flip(-1)
+        )
+        mirrored = p.landmarks[i][list(MIRROR_68)]
+        assert torch.allclose(b.landmarks[i][:, 0], 1 - mirrored[:, 0]) and torch.equal(
+            b.landmarks[i][:, 1], mirrored[:, 1]
+        )
+
+
+def test_colour_jitter_keeps_known_pixels_equal(splits):
+    from model.batches import PairSource
+
+    b = PairSource(
+        splits[0], size=SIZE, batch=6, seed=0, device=torch.device("cpu"), jitter=0.2
+    ).batch_at(1)
+    known = (1 - b.mask).bool().expand_as(b.face)
+    assert torch.allclose(b.face[known], b.masked[known])
+
+
+def write_dataset(root: Path, train_split: Split, val_split: Split) -> None:
+    """A dataset folder in DESIGN.md's layout (256x256 PNGs), as `unmask data build` writes it."""
+    for sub in ("face", "masked", "seg"):
+        (root / sub).mkdir(parents=True)
+    rows, lms = [], {}
+    for split_name, s in (("train", train_split), ("val", val_split)):
+        for i, id_ in enumerate(s.ids):
+            id_ = f"{split_name}_{id_}"
+            up = lambda a: cv2.resize(a, (256, 256), interpolation=cv2.INTER_NEAREST)  # noqa: E731
+            cv2.imwrite(str(root / "face" / f"{id_}.png"), up(s.face[i])[:, :, ::-1])
+            cv2.imwrite(str(root / "masked" / f"{id_}.png"), up(s.masked[i])[:, :, ::-1])
+            cv2.imwrite(str(root / "seg" / f"{id_}.png"), up(s.seg[i].astype(np.uint8) * 255))
+            lms[id_] = s.landmarks[i] * 4
+            rows.append(
+                {
+                    "id": id_,
+                    "source": f"{id_}.jpg",
+                    "split": split_name,
+                    "status": "ok",
+                    "reason": "",
+                    "mask_style": "surgical",
+                    "mask_colour": "blue",
+                    "yaw_deg": 0.0,
+                    "seed": i,
+                }
+            )
+    with open(root / "manifest.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    np.savez(root / "landmarks.npz", **lms)
+
+
+def _ddp_worker(rank: int, world: int, port: int, argv: list[str]) -> None:
+    """One torchrun-like process: rank/world in the environment, then the real CLI."""
+    from model.cli import main
+
+    torch.set_num_threads(1)
+    os.environ.update(
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
+    assert main(argv) == 0
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_two_cpu_processes_match_one(splits, weights_dir, tmp_path, monkeypatch):
+    """2 processes (gloo, batch 2 each) and one process (batch 4) make the same weights.
+
+    The processes are forked (torch already imported: seconds instead of a torchrun start-up);
+    each runs `unmask train` with RANK/WORLD_SIZE set as torchrun sets them.
+    """
+    import torch.multiprocessing as tmp
+
+    from model.cli import main
+
+    data = tmp_path / "data"
+    write_dataset(data, *splits)
+    common = [
+        "train",
+        "--method",
+        "unmask",
+        "--data",
+        str(data),
+        "--preset",
+        "tiny",
+        "--steps",
+        "2",
+        "--batch",
+        "4",
+        "--no-export",
+        "--no-progress",
+        "--weights-dir",
+        str(weights_dir),
+    ]
+    for v in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(v, raising=False)
+    tmp.start_processes(
+        _ddp_worker,
+        args=(2, _free_port(), [*common, "--run-dir", str(tmp_path / "ddp")]),
+        nprocs=2,
+        start_method="fork",
+    )
+    assert main([*common, "--run-dir", str(tmp_path / "one")]) == 0
+    c2 = torch.load(latest_checkpoint(tmp_path / "ddp"), weights_only=True)
+    c1 = torch.load(latest_checkpoint(tmp_path / "one"), weights_only=True)
+    assert c2["world"] == 2 and c1["world"] == 1 and c2["images_seen"] == c1["images_seen"] == 8
+    for name in c1["nets"]:
+        for k, v in c1["nets"][name].items():
+            torch.testing.assert_close(
+                c2["nets"][name][k], v, rtol=1e-4, atol=1e-5, msg=f"{name}.{k}"
+            )
+
+
+def test_weights_io_refuses_missing_and_corrupt(tmp_path):
+    net = torch.nn.Linear(3, 2)
+    with pytest.raises(WeightsError, match="missing"):
+        load_weights("segmenter", tmp_path)
+    path = save_weights("segmenter", net.state_dict(), {"architecture": {}}, tmp_path)
+    state, card = load_weights("segmenter", tmp_path)
+    assert (
+        state["weight"].dtype == torch.float16
+        and card["sha256"]
+        and card["bytes"] == path.stat().st_size
+    )
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="corrupt") as err:
+        load_weights("segmenter", tmp_path)
+    assert str(path) in str(err.value)
