@@ -280,11 +280,17 @@ def read_db(url: str | None = None) -> StudyData:
     try:
         rows = _export_rows(engine)
     except sa.exc.SQLAlchemyError as exc:
-        raise StudyDataError(f"cannot read the study tables at {url!r}: {exc}") from exc
+        first = str(exc).splitlines()[0]  # the driver's error, without SQLAlchemy's SQL dump
+        raise StudyDataError(
+            f"cannot read the study tables at {_display_url(url)}: {first} (is it a study database?)"
+        ) from exc
     finally:
         engine.dispose()
     if not rows:
-        raise StudyDataError(f"{url}: the study database has no trials yet")
+        raise StudyDataError(
+            f"{_display_url(url)}: the study database has no answered trials yet "
+            "(pass --csv FILE to analyse an export instead)"
+        )
     raw = pd.DataFrame(rows).astype("string")
     return validate(raw, _display_url(url))
 

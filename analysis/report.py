@@ -31,6 +31,15 @@ from model.config import RESULTS_DIR  # noqa: E402
 from model.methods.registry import METHODS  # noqa: E402
 
 DEFAULT_OUT = RESULTS_DIR / "study"
+EPILOG = """\
+outputs: table3/4/5 .csv (DESIGN.md's fixed columns) .md .tex; report.md (everything, with the
+repeated-measures analysis and notes); quality_friedman_posthoc, quality_effect_sizes,
+accuracy_mcnemar, duration_mixed_model, reliability, exclusions, omnibus_tests (.csv); three PNG
+plots. Input that is simulated (file name contains "simulated", or every participant code starts
+with "sim-") gives file names ending in _simulated and SIMULATED banners and titles.
+Practice and catch trials never count. Methods unknown to the registry are kept (with a note),
+after the registry's methods; `real` is always last. Exit status 2: the input cannot be analysed.
+"""
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
@@ -274,7 +283,12 @@ def terminal_summary(data: StudyData, r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="analysis/report.py", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(
+        prog="analysis/report.py",
+        description=__doc__.splitlines()[0],
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_arguments(ap)
     args = ap.parse_args(argv)
     return run(args)
@@ -282,6 +296,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     rules = stats.Exclusions(args.catch_min_accuracy, args.rt_min_ms, args.rt_max_ms)
+    if rules.catch_min_accuracy is not None and not 0 <= rules.catch_min_accuracy <= 1:
+        print("error: --catch-min-accuracy is a share between 0 and 1 (e.g. 0.75)", file=sys.stderr)
+        return 2
+    if None not in (rules.rt_min_ms, rules.rt_max_ms) and rules.rt_min_ms >= rules.rt_max_ms:
+        print("error: --rt-min-ms must be below --rt-max-ms", file=sys.stderr)
+        return 2
     try:
         data = load(args)
         r = analyse(data, rules, n_boot=args.bootstrap, seed=args.seed)

@@ -72,6 +72,11 @@ def apply_exclusions(
         if catch.empty:
             rep.messages.append("catch-trial rule asked for, but the data has no catch trials")
         acc = catch.groupby("participant_id")["correct"].mean()
+        no_catch = sorted(set(main["participant_id"]) - set(acc.index))
+        if no_catch and not catch.empty:
+            rep.messages.append(
+                f"{len(no_catch)} participant(s) without catch trials kept: {', '.join(no_catch[:10])}"
+            )
         failed = sorted(acc[acc < rules.catch_min_accuracy].index)
         dropped = main["participant_id"].isin(failed)
         rep.rows.append(
