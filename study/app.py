@@ -31,7 +31,7 @@ from study.service import (
 )
 
 TOKEN_ENV = "UNMASK_STUDY_TOKEN"
-STORAGE_KEY = "unmask-study-session"
+STORAGE_KEY = "face-study-session"
 
 CONSENT = """
 ## Consent
@@ -68,10 +68,10 @@ LIST_HEADERS = ["list", "participants", "completed"]
 # frame in which the new image is painted is taken as the time it was shown.
 JS_STAMP_SHOWN = """
 const mark = () => {
-  const img = element.querySelector('img.unmask-stim-img');
+  const img = element.querySelector('img.study-stim-img');
   if (!img) return;
   const trial = img.dataset.trial;
-  const stamp = () => requestAnimationFrame((t) => { window.__unmaskShown = {trial: trial, t: t}; });
+  const stamp = () => requestAnimationFrame((t) => { window.__studyShown = {trial: trial, t: t}; });
   if (img.complete && img.naturalWidth) stamp(); else img.addEventListener('load', stamp, {once: true});
 };
 mark();
@@ -82,7 +82,7 @@ watch('value', mark);
 JS_RT = """
 (trial, rt, state) => {
   const now = performance.now();
-  const s = window.__unmaskShown;
+  const s = window.__studyShown;
   const ok = s && String(s.trial) === String(trial);
   return [trial, ok ? Math.round((now - s.t) * 1000) / 1000 : null, state];
 }
@@ -108,7 +108,7 @@ def _image_html(view: TrialView) -> str:
     data = base64.b64encode(view.image_png).decode("ascii")
     return (
         '<div style="display:flex;justify-content:center;min-height:264px">'
-        f'<img class="unmask-stim-img" data-trial="{view.trial_index}" alt="face" draggable="false"'
+        f'<img class="study-stim-img" data-trial="{view.trial_index}" alt="face" draggable="false"'
         f' style="width:256px;height:256px" src="data:image/png;base64,{data}"></div>'
     )
 
@@ -119,7 +119,7 @@ def _progress_text(view: TrialView) -> str:
 
 
 def _code_html(code: str) -> str:
-    return f'<p>Your participant code: <code class="unmask-code">{html.escape(code)}</code></p>'
+    return f'<p>Your participant code: <code class="study-code">{html.escape(code)}</code></p>'
 
 
 def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:

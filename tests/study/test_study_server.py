@@ -1,0 +1,179 @@
+"""Through the real HTTP API of a launched `unmask study serve`: 30 raters at once, admin token,
+hostile participant codes, no method names reaching a rater."""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import random
+import re
+import threading
+from collections import Counter
+
+import httpx
+import pytest
+from study_helpers import ADMIN_TOKEN, StudyServer, make_study
+
+from model.config import EXPRESSIONS
+from study.http_client import StudyClient, StudyHTTPError
+from study.service import EXPORT_COLUMNS
+
+pytestmark = pytest.mark.server
+N_RATERS = 30
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("served")
+    # 2 conditions (telea, real) x 2 faces per expression = 10 main + 1 practice + 1 catch.
+    service = make_study(folder, methods=("telea",), per_expression=2, n_practice=1, n_catch=1)
+    server = StudyServer(folder / "study.sqlite", folder / "server.log").start()
+    yield service, server
+    server.stop()
+
+
+def complete_session(url: str, code: str, rng: random.Random, double_every: int = 3) -> dict:
+    """One rater from code to thank-you; every few trials the click is sent twice at once."""
+    client = StudyClient(url)
+    client.start(code)
+    screen = client.begin()
+    given = {}
+    step = 0
+    while not screen.done:
+        if screen.at_break:
+            screen = client.next()
+            continue
+        index = screen.trial_index
+        assert screen.stage == "expression", screen
+        expression = rng.choice(EXPRESSIONS)
+        rt = rng.uniform(300, 3000)
+        quality = rng.randint(1, 7)
+        step += 1
+        if step % double_every == 0:  # a double click: two identical requests in flight
+            results = [None, None]
+
+            def send(i, index=index, expression=expression, rt=rt, results=results):
+                results[i] = client.answer(index, expression, rt)
+
+            threads = [threading.Thread(target=send, args=(i,)) for i in range(2)]
+            [t.start() for t in threads]
+            [t.join() for t in threads]
+            screen = results[0]
+            client.rate(index, quality)  # and the quality button pressed twice in a row
+            screen = client.rate(index, quality)
+        else:
+            screen = client.answer(index, expression, rt)
+            assert screen.stage == "quality" and screen.trial_index == index
+            screen = client.rate(index, quality)
+        given[index] = (expression, quality, rt)
+    client.close()
+    return given
+
+
+def test_thirty_concurrent_raters_every_answer_once(served):
+    service, server = served
+    results: dict[str, dict] = {}
+    errors: list[BaseException] = []
+
+    def rater(i: int) -> None:
+        try:
+            results[f"rater-{i:02d}"] = complete_session(
+                server.url, f"rater-{i:02d}", random.Random(i)
+            )
+        except BaseException as exc:  # reported below with the rater's id
+            errors.append(exc)
+
+    threads = [threading.Thread(target=rater, args=(i,)) for i in range(N_RATERS)]
+    [t.start() for t in threads]
+    [t.join(timeout=600) for t in threads]
+    assert not errors, errors[:3]
+    assert len(results) == N_RATERS
+
+    rows = [r for r in service.export_rows() if r["participant_id"].startswith("rater-")]
+    keys = [(r["participant_id"], r["trial_index"]) for r in rows]
+    assert len(keys) == len(set(keys)), "a response was stored twice"
+    for code, given in results.items():
+        mine = {r["trial_index"]: r for r in rows if r["participant_id"] == code}
+        assert sorted(mine) == list(range(12)), f"{code}: lost responses"
+        for index, (expression, quality, rt) in given.items():
+            assert mine[index]["expression_chosen"] == expression
+            assert mine[index]["quality"] == quality
+            assert mine[index]["rt_ms"] == pytest.approx(rt, abs=1e-3)
+    people = [p for p in service.progress() if p.code.startswith("rater-")]
+    assert all(p.completed for p in people)
+    assert Counter(p.list_index for p in people) == {0: N_RATERS // 2, 1: N_RATERS // 2}
+
+
+def test_admin_refused_without_token(served):
+    service, server = served
+    for headers in ({}, {"X-Study-Token": "wrong"}, {"Authorization": "Bearer nope"}):
+        for route in ("/study/admin/export.csv", "/study/admin/progress.json"):
+            r = httpx.get(server.url + route, headers=headers)
+            assert r.status_code == 401, route
+            assert "participant_id" not in r.text
+    client = StudyClient(server.url)
+    for bad in ("", "wrong", ADMIN_TOKEN[:-1], None):
+        with pytest.raises(StudyHTTPError, match="Invalid admin token"):
+            client.admin_export(bad)
+        with pytest.raises(StudyHTTPError, match="Invalid admin token"):
+            client.admin_progress(bad)
+
+    ok = httpx.get(server.url + "/study/admin/export.csv", headers={"X-Study-Token": ADMIN_TOKEN})
+    assert ok.status_code == 200
+    assert ok.text.splitlines()[0].split(",") == list(EXPORT_COLUMNS)
+    bearer = httpx.get(
+        server.url + "/study/admin/progress.json",
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+    )
+    assert bearer.status_code == 200 and "participants" in bearer.json()
+    out = client.admin_progress(ADMIN_TOKEN)
+    assert "participants" in str(out)
+    exported = client.admin_export(ADMIN_TOKEN)
+    assert any(isinstance(v, dict) and "study_export" in str(v) for v in exported.values())
+
+
+def test_rater_never_sees_method_or_stimulus_ids(served):
+    service, server = served
+    config = httpx.get(server.url + "/config").text
+    client = StudyClient(server.url)
+    client.start("peek")
+    screen = client.begin()
+    seen = []
+    while not screen.done and len(seen) < 6:
+        if screen.at_break:
+            screen = client.next()
+            continue
+        seen.append(screen.html)
+        index = screen.trial_index
+        client.answer(index, "happy", 500)
+        screen = client.rate(index, 4)
+    secrets_ = {r.stimulus_id for r in service.stimulus_refs()}
+    secrets_ |= {r.image_id for r in service.stimulus_refs()}
+    for page in [config, *seen]:
+        visible = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", page)
+        for word in ("telea", "unmask", "images/", *secrets_):
+            assert word not in visible, word
+    assert all("data:image/png;base64," in h for h in seen)
+
+
+@pytest.mark.parametrize(
+    "code",
+    ["'; DROP TABLE participants; --", "<script>alert(1)</script>", '<b onmouseover=x>"q"</b>'],
+)
+def test_hostile_codes_stored_and_shown_harmlessly(served, code):
+    service, server = served
+    client = StudyClient(server.url)
+    out = client.start(code)
+    shown = out["study-code-view"]
+    assert html.escape(code) in shown and "<script>" not in shown and "<b " not in shown
+    screen = client.begin()
+    client.answer(screen.trial_index, "sad", 700)
+    client.rate(screen.trial_index, 2)
+    # The same client-supplied text again: refused as taken, not matched as SQL.
+    with pytest.raises(StudyHTTPError):
+        StudyClient(server.url).start(code)
+    r = httpx.get(server.url + "/study/admin/export.csv", headers={"X-Study-Token": ADMIN_TOKEN})
+    rows = [row for row in csv.DictReader(io.StringIO(r.text)) if row["participant_id"] == code]
+    assert len(rows) == 1 and rows[0]["expression_chosen"] == "sad"
+    assert code in [p.code for p in service.progress()]
