@@ -163,24 +163,11 @@ def _study_tab() -> None:
         log.info("study tab not mounted: %s", err)
         return
     try:
-        with gr.Tab("Study", id="study"):
-            build_study_tab(_study_service())
+        build_study_tab()  # its own tab, on the study's default database ($UNMASK_STUDY_DB, ...)
     except Exception as err:  # a broken study must not take the demo down
         log.warning("study tab not mounted: %s", err)
-        gr.Markdown(f"The study could not be loaded here ({err}); run `unmask study serve`.")
-
-
-def _study_service():
-    """The study's service object, built the way study/ builds it (None when it has no factory)."""
-    try:
-        from study import service as study_service
-    except ImportError:
-        return None
-    for name in ("default_service", "build_service", "StudyService"):
-        factory = getattr(study_service, name, None)
-        if callable(factory):
-            return factory()
-    return None
+        with gr.Tab("Study", id="study"):
+            gr.Markdown(f"The study could not be loaded here ({err}); run `unmask study serve`.")
 
 
 # --- command line -------------------------------------------------------------------------------

@@ -188,7 +188,8 @@ def prepare_upload(src: Any) -> View:
             Visit(), status=_error(f"Something went wrong on our side ({type(err).__name__}).")
         )
     visit = Visit(prepared)
-    return View(visit, status=_notes(prepared.messages), editor=editor_value(prepared))
+    notes = [_mask_summary(prepared), *prepared.messages]
+    return View(visit, status=_notes(notes), editor=editor_value(prepared))
 
 
 def add_synthetic_mask(visit: Visit, style: str, seed: int = 0) -> View:
@@ -399,6 +400,15 @@ def _clean_old_outputs() -> None:
                 shutil.rmtree(folder, ignore_errors=True)
         except OSError:
             pass  # another worker removed it first
+
+
+def _mask_summary(prepared: pipeline.Prepared) -> str:
+    share = f"{prepared.mask.mean():.0%} of the face"
+    if prepared.mask_source == "segmenter":
+        return f"Face found and aligned; the predicted mask covers {share} (correct it with the brush)."
+    if prepared.mask_source == "given":
+        return f"Face found and aligned; the given mask covers {share}."
+    return "Face found and aligned."
 
 
 def _default_choice(results: dict) -> str | None:

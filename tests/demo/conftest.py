@@ -1,0 +1,82 @@
+"""A real `unmask demo` server (untrained networks) shared by the gradio_client and browser tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from model.config import REPO_DIR
+
+READY_TIMEOUT_S = 180
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def demo_server(tmp_path_factory) -> str:
+    """URL of `python -m model demo` launched in a subprocess; stopped after the session."""
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("demo-server") / "server.log"
+    env = {**os.environ, "UNMASK_UNTRAINED": "1", "GRADIO_ANALYTICS_ENABLED": "False",
+           "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1",
+           "DATABASE_URL": f"sqlite:///{log_path.parent / 'study.sqlite'}",  # the study tab's DB
+           "UNMASK_STUDY_TOKEN": "test-token"}  # fmt: skip
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "model", "demo", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=REPO_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        _wait_ready(url, proc, log_path)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _wait_ready(url: str, proc: subprocess.Popen, log_path: Path) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"demo server exited ({proc.returncode}):\n{log_path.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url + "gradio_api/info", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail(f"demo server not ready in {READY_TIMEOUT_S} s:\n{log_path.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def masked_astronaut_png(tmp_path_factory) -> Path:
+    """skimage's astronaut wearing a synthetic surgical mask, as a PNG file."""
+    import numpy as np
+    from PIL import Image
+    from skimage import data
+
+    from model import pipeline
+
+    photo = np.ascontiguousarray(data.astronaut())
+    masked = pipeline.with_synthetic_mask(pipeline.prepare(photo), "surgical", seed=0)
+    path = tmp_path_factory.mktemp("inputs") / "astronaut_surgical.png"
+    Image.fromarray(masked.photo).save(path)
+    return path

@@ -1,0 +1,152 @@
+"""demo.service without a server: examples, upload, brush corrections, runs, zip, About."""
+
+from __future__ import annotations
+
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from demo import service
+from model import pipeline
+from model.methods import METHODS
+
+
+@pytest.fixture(autouse=True)
+def untrained(monkeypatch):
+    monkeypatch.setenv(pipeline.UNTRAINED_ENV, "1")
+
+
+@pytest.fixture(scope="module")
+def visit(astronaut) -> service.Visit:
+    """The astronaut, uploaded, then given a synthetic cloth mask (so the truth is known)."""
+    view = service.prepare_upload(astronaut)
+    assert view.visit.prepared is not None, view.status
+    return service.add_synthetic_mask(view.visit, "cloth", seed=5).visit
+
+
+def test_examples_are_made_from_the_astronaut_with_every_style():
+    from model.masks import STYLES
+
+    examples = service.examples()
+    assert len(examples) == len(STYLES) + 1
+    images = [np.asarray(Image.open(path)) for _, path in examples]
+    assert all(im.shape == (512, 512, 3) for im in images)
+    plain = images[-1]
+    assert all((im != plain).any() for im in images[:-1])  # each wears a mask
+    assert all("shared" not in path for _, path in examples)
+
+
+def test_upload_shows_the_face_with_the_mask_overlay(astronaut):
+    view = service.prepare_upload(astronaut)
+    assert view.visit.prepared is not None
+    background = view.editor["background"]
+    assert background.shape == (service.EDITOR_SIZE, service.EDITOR_SIZE, 3)
+    assert view.editor["layers"] == []
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"%PDF-1.4 not an image", "not an image"),
+        (np.full((240, 320, 3), 200, np.uint8), "No face"),
+        (None, ""),
+    ],
+)
+def test_bad_uploads_become_messages(data, expected):
+    view = service.prepare_upload(data)
+    assert view.visit.prepared is None and view.editor is None
+    assert expected in view.status
+    assert "Traceback" not in view.status
+
+
+def test_red_strokes_add_and_blue_strokes_erase():
+    mask = np.zeros((256, 256), bool)
+    mask[100:150, 100:150] = True
+    layer = np.zeros((512, 512, 4), np.uint8)  # the editor's canvas is 512²
+    layer[0:40, 0:40] = (255, 42, 42, 255)  # add top-left
+    layer[200:300, 200:300] = (42, 157, 255, 255)  # erase the middle of the mask
+    out = service.apply_strokes(mask, {"background": None, "layers": [layer], "composite": None})
+    assert out[:20, :20].all()
+    assert not out[100:150, 100:150].any()
+    assert out.sum() == 20 * 20
+    assert np.array_equal(service.apply_strokes(mask, None), mask)
+
+
+def test_run_shows_truth_and_one_result_per_method(visit):
+    view = service.run(visit, None, list(METHODS))
+    captions = [caption for _, caption in view.gallery]
+    assert captions[:2] == ["Input", "Ground truth"]
+    for key, spec in METHODS.items():
+        assert sum(c.startswith(spec.label + " · ") for c in captions) == 1, key
+        assert key in view.timings or spec.label in view.timings
+    assert view.photo.shape == visit.prepared.photo.shape
+    assert view.chosen == "unmask"
+    with zipfile.ZipFile(view.zip_path) as zf:
+        names = set(zf.namelist())
+    assert {"input_face.png", "mask.png", "ground_truth_face.png", "timings.csv"} <= names
+    assert {f"{k}_face.png" for k in METHODS} | {f"{k}_photo.png" for k in METHODS} <= names
+    pasted = service.paste(view.visit, "telea")
+    assert pasted.shape == visit.prepared.photo.shape
+
+
+def test_run_a_chosen_subset(visit):
+    view = service.run(visit, None, ["telea", "pix2pix_mask"], chosen="telea")
+    assert list(view.visit.results) == ["telea", "pix2pix_mask"]
+    assert view.chosen == "telea"
+
+
+def test_missing_weights_are_explained_per_method(visit, monkeypatch):
+    from model.checkpoint import WeightsError
+
+    real = pipeline._method
+
+    def no_gan_weights(key: str, untrained: bool):
+        if METHODS[key].trainable:
+            raise WeightsError(f"model/weights/{key}.safetensors not found")
+        return real(key, untrained)
+
+    monkeypatch.setattr(pipeline, "_method", no_gan_weights)
+    view = service.run(visit, None, None)
+    assert list(view.visit.results) == ["telea"]
+    for spec in METHODS.values():
+        if spec.trainable:
+            assert f"{spec.label}: not available" in view.status
+
+
+def test_empty_mask_asks_for_a_painted_region(visit):
+    erase_all = np.zeros((256, 256, 4), np.uint8)
+    erase_all[...] = (42, 157, 255, 255)
+    view = service.run(visit, {"layers": [erase_all]}, None)
+    assert "empty" in view.status and view.gallery == []
+
+
+def test_correct_mask_redraws_the_overlay(visit):
+    layer = np.zeros((256, 256, 4), np.uint8)
+    layer[:10] = (255, 42, 42, 255)
+    view = service.correct_mask(visit, {"layers": [layer]})
+    assert view.visit.prepared.mask[:10].all()
+    assert view.editor["layers"] == []
+
+
+def test_steps_before_an_upload_ask_for_one():
+    for view in (
+        service.run(service.Visit(), None, None),
+        service.add_synthetic_mask(service.Visit(), "n95"),
+        service.correct_mask(service.Visit(), None),
+    ):
+        assert "Upload a photo" in view.status
+
+
+def test_about_lists_every_method_and_the_metrics_table(tmp_path, monkeypatch):
+    monkeypatch.setattr(service, "RESULTS_DIR", tmp_path)
+    assert "unmask eval" in service.about_markdown()
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "table2.md").write_text(
+        "| method | PSNR |\n| --- | --- |\n| telea | 20 |"
+    )
+    text = service.about_markdown()
+    assert "| telea | 20 |" in text
+    for spec in METHODS.values():
+        assert spec.label in text
