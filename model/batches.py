@@ -46,26 +46,35 @@ def _chw_uint8(a: np.ndarray, size: int) -> torch.Tensor:
     for chunk in t.split(256):
         x = chunk.float() * (255.0 if bool_like else 1.0)
         x = F.interpolate(x, size=(size, size), mode="area")
-        out.append(
-            (x > 127.5).to(torch.uint8) if bool_like else x.round().clamp(0, 255).to(torch.uint8)
-        )
+        if bool_like:  # a pixel partly covered by the mask counts as mask: known pixels stay known
+            out.append((x > 0).to(torch.uint8))
+        else:
+            out.append(x.round().clamp(0, 255).to(torch.uint8))
     return torch.cat(out).contiguous()
 
 
-def _mask_chunk(args: tuple[np.ndarray, np.ndarray, list[int]]) -> tuple[np.ndarray, np.ndarray]:
+def _mask_chunk(
+    args: tuple[np.ndarray, np.ndarray, list[int], str],
+) -> tuple[np.ndarray, np.ndarray]:
     """Worker: new masks on faces (n, 256, 256, 3) with landmarks (n, 68, 2), one seed each."""
-    from model.masks import apply_mask
+    from model.masks import apply_mask, cached_templates
 
-    faces, landmarks, seeds = args
-    outs = [apply_mask(f, lm, seed=s) for f, lm, s in zip(faces, landmarks, seeds, strict=True)]
+    faces, landmarks, seeds, templates_dir = args
+    templates = cached_templates(templates_dir) if templates_dir else None
+    outs = [
+        apply_mask(f, lm, seed=s, templates=templates)
+        for f, lm, s in zip(faces, landmarks, seeds, strict=True)
+    ]
     return np.stack([o.image for o in outs]), np.stack([o.seg for o in outs])
 
 
 class FreshMasks:
     """Background generation of a whole new set of masked faces per epoch (deterministic seeds)."""
 
-    def __init__(self, face: np.ndarray, landmarks: np.ndarray, seed: int, workers: int):
-        self.face, self.landmarks, self.seed = face, landmarks, seed
+    def __init__(
+        self, face: np.ndarray, landmarks: np.ndarray, seed: int, workers: int, templates: str = ""
+    ):
+        self.face, self.landmarks, self.seed, self.templates = face, landmarks, seed, templates
         if workers > 0:  # processes: mask drawing is Python/OpenCV work that holds the GIL
             self.pool: cf.Executor = cf.ProcessPoolExecutor(
                 workers, mp_context=mp.get_context("spawn")
@@ -86,7 +95,12 @@ class FreshMasks:
         self.pending[epoch] = [
             self.pool.submit(
                 _mask_chunk,
-                (self.face[i : i + chunk], self.landmarks[i : i + chunk], seeds[i : i + chunk]),
+                (
+                    self.face[i : i + chunk],
+                    self.landmarks[i : i + chunk],
+                    seeds[i : i + chunk],
+                    self.templates,
+                ),
             )
             for i in range(0, n, chunk)
         ]
@@ -117,6 +131,7 @@ class PairSource:
         jitter: float = 0.0,
         fresh_masks: bool = False,
         mask_workers: int = 0,
+        mask_templates: str = "",
     ):
         if batch % world:
             raise ValueError(f"batch {batch} does not split evenly over {world} processes")
@@ -138,7 +153,13 @@ class PairSource:
         self.landmarks = torch.from_numpy(lm).to(device)  # (N, 68, 2)
         self.mirror = torch.tensor(MIRROR_68, device=device)
         self.fresh = (
-            FreshMasks(np.asarray(split.face), np.asarray(split.landmarks), seed, mask_workers)
+            FreshMasks(
+                np.asarray(split.face),
+                np.asarray(split.landmarks),
+                seed,
+                mask_workers,
+                mask_templates,
+            )
             if fresh_masks
             else None
         )

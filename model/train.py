@@ -63,7 +63,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="new synthetic masks every epoch",
     )
-    parser.add_argument("--mask-workers", type=int)
+    parser.add_argument(
+        "--mask-workers", type=int, help="processes drawing fresh masks (0 = a background thread)"
+    )
+    parser.add_argument("--mask-templates", help="MaskTheFace templates folder for fresh masks")
     parser.add_argument(
         "--regressor",
         help="landmark method: landmark_regressor weights (.safetensors) or run checkpoint (.pt)",
@@ -116,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
         warmup_steps=args.warmup_steps,
         fresh_masks=args.fresh_masks,
         mask_workers=args.mask_workers,
+        mask_templates=args.mask_templates,
         regressor=args.regressor,
         weights_dir=args.weights_dir,
         export=False if args.no_export else None,
@@ -360,6 +364,7 @@ def train(
         jitter=cfg.jitter,
         fresh_masks=cfg.fresh_masks,
         mask_workers=cfg.mask_workers,
+        mask_templates=cfg.mask_templates,
     )
     has_val = val_split is not None and len(val_split.face) > 0
     val_batches = _fixed_batches(

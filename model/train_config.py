@@ -36,6 +36,9 @@ class TrainConfig:
     keep_checkpoints: int = 0  # 0 = keep every checkpoint (evaluate's Table 1 reads them all)
     fresh_masks: bool = True  # a new synthetic mask per face per epoch (model.masks.apply_mask)
     mask_workers: int = 2
+    mask_templates: str = (
+        ""  # MaskTheFace templates folder for fresh masks (as `unmask data build --templates`)
+    )
     flip: bool = True
     jitter: float = 0.05  # colour jitter strength (brightness, contrast, saturation)
     warmup_steps: int = 0  # recipes with warm-up: generator alone for this many steps

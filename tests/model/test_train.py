@@ -328,3 +328,45 @@ def test_weights_io_refuses_missing_and_corrupt(tmp_path):
     with pytest.raises(WeightsError, match="corrupt") as err:
         load_weights("segmenter", tmp_path)
     assert str(path) in str(err.value)
+
+
+def test_fresh_masks_are_new_each_epoch_and_deterministic(astronaut):
+    """Epoch 0 uses the built pairs; epoch 1 new masks (model.masks.apply_mask), the same in every run."""
+    from types import SimpleNamespace
+
+    from model.batches import PairSource
+    from model.faces import find_and_align
+    from model.masks import apply_mask
+
+    aligned = find_and_align(astronaut)
+    built = [apply_mask(aligned.image, aligned.landmarks, seed=100 + i) for i in range(4)]
+    split = SimpleNamespace(
+        ids=list("abcd"),
+        face=np.stack([aligned.image] * 4),
+        masked=np.stack([m.image for m in built]),
+        seg=np.stack([m.seg for m in built]),
+        landmarks=np.stack([aligned.landmarks] * 4),
+    )
+
+    def source():
+        return PairSource(
+            split,
+            size=SIZE,
+            batch=2,
+            seed=0,
+            device=torch.device("cpu"),
+            fresh_masks=True,
+            jitter=0.0,
+            flip=False,
+        )
+
+    a, b = source(), source()
+    try:
+        epoch0 = a.seg.clone()
+        a1, b1 = a.batch_at(2), b.batch_at(2)  # step 2 = epoch 1 (2 steps per epoch)
+        assert not torch.equal(a.seg, epoch0), "epoch 1 has new masks"
+        assert torch.equal(a1.masked, b1.masked) and torch.equal(a1.mask, b1.mask)
+        known = (1 - a1.mask).bool().expand_as(a1.face)
+        assert torch.equal(a1.face[known], a1.masked[known])
+    finally:
+        a.close(), b.close()
