@@ -389,7 +389,7 @@ def write_table1(
     # As the paper's Table 1: one row per metric, one column per checkpoint.
     steps = [step for step, _ in results]
     lines = [
-        f"# Table 1: metrics by training step, run `{context['run']}`",
+        f"# Table 1: metrics by training step, run `{context['run']}` (method `{context['method']}`)",
         "",
         "| Metric | " + " | ".join(f"step {s}" for s in steps) + " |",
         "|---|" + "---:|" * len(steps),
@@ -614,9 +614,10 @@ def run_table1(args) -> int:
         raise SystemExit(f"--data is needed: {args.run}/config.toml names no dataset")
     split = _load_split(args.data, args.split, args.limit)
     refs = None if args.no_face_metrics else face_refs(split)
-    results = []
+    results, key = [], "?"
     for step, path in steps:
         method = from_checkpoint(path, device=device)
+        key = method.spec.key
         r, _ = evaluate_outputs(
             f"step {step}",
             f"step {step}",
@@ -627,15 +628,14 @@ def run_table1(args) -> int:
             refs=refs,
         )
         results.append((step, r))
-    write_table1(args.out, results, _context(args, device, run=str(args.run)))
+    write_table1(args.out, results, _context(args, device, run=str(args.run), method=key))
     print((args.out / "table1.md").read_text())
     return 0
 
 
 def run(args) -> int:
-    torch.set_grad_enabled(False)
-    if args.run is not None:
-        return run_table1(args)
-    if args.data is None:
+    if args.run is None and args.data is None:
         raise SystemExit("unmask eval: --data DIR (or --run RUN_DIR) is required")
-    return run_table2(args)
+    # A context, not set_grad_enabled(False): callers in the same process (tests) keep autograd.
+    with torch.no_grad():
+        return run_table1(args) if args.run is not None else run_table2(args)

@@ -166,3 +166,25 @@ def test_missing_weights_are_a_note_not_a_crash(tiny_dataset, tmp_path):
     if table["unmask"]["status"] == "ok":
         pytest.skip("weights for `unmask` are installed: nothing is missing to report")
     assert table["unmask"]["note"] and "Skipped `unmask`" in (out / "table2.md").read_text()
+
+
+def test_eval_run_checkpoints_table1(tiny_dataset, tmp_path):
+    pytest.importorskip("model.train", reason="the trainer is not in the tree yet")
+    _, data = tiny_dataset
+    run = tmp_path / "run"
+    train = ["train", "--method", "pix2pix_mask", "--data", str(data), "--preset", "tiny"]
+    train += ["--steps", "3", "--ckpt-every", "2", "--no-export", "--run-dir", str(run)]
+    assert unmask([*train, "--device", "cpu", "--no-progress"]) == 0
+    steps = [s for s, _ in E.checkpoints(run)]
+    assert len(steps) >= 2
+
+    out = tmp_path / "metrics"
+    # No --data: the dataset is read from the run's config.toml.
+    argv = ["eval", "--run", str(run), "--split", "train", "--limit", "2", "--batch", "2"]
+    assert unmask([*argv, "--no-face-metrics", "--out", str(out)]) == 0
+    with open(out / "table1.csv") as f:
+        table = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in table] == steps
+    assert all(int(r["n"]) == 2 and float(r["mse_mean"]) > 0 for r in table)
+    md = (out / "table1.md").read_text()
+    assert "pix2pix_mask" in md and all(f"step {s}" in md for s in steps)
