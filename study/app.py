@@ -137,7 +137,9 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
 
     with gr.Column(visible=True, elem_id="study-page-consent") as consent_page:
         gr.Markdown(CONSENT)
-        agree = gr.Checkbox(label="I have read the above and agree to take part", value=False)
+        agree = gr.Checkbox(
+            label="I have read the above and agree to take part", value=False, elem_id="study-agree"
+        )
         consent_btn = gr.Button("Continue", variant="primary", elem_id="study-consent")
         consent_msg = gr.Markdown(elem_id="study-consent-message")
     with gr.Column(visible=False, elem_id="study-page-register") as register_page:
