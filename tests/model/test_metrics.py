@@ -134,3 +134,22 @@ def test_identity_and_landmarks_on_a_real_face(aligned_astronaut):
     assert M.landmark_nme(noisy, face, lms) < M.landmark_nme(covered, face, lms)
     with pytest.raises(ValueError, match="68, 2"):
         M.box_of(lms[:10])
+
+
+def test_ssim_agrees_with_scikit_image(image):
+    from skimage.metrics import structural_similarity
+
+    rng = np.random.default_rng(3)
+    noisy = np.clip(image.astype(int) + rng.integers(-25, 26, image.shape), 0, 255).astype(np.uint8)
+    # The same definition written independently: Gaussian window sigma 1.5 (truncated at 11 px),
+    # population covariances, data range 255, mean over the RGB channels.
+    expected = structural_similarity(
+        noisy,
+        image,
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+        data_range=255,
+        channel_axis=2,
+    )
+    assert M.ssim(noisy, image) == pytest.approx(expected, abs=1e-5)
