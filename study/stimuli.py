@@ -81,11 +81,12 @@ def scan_faces(faces_dir: str | Path) -> list[FaceFile]:
 def rank_faces(faces: Sequence[FaceFile], seed: int) -> dict[str, list[FaceFile]]:
     """Per expression, every candidate in an order whose every prefix is balanced over performers.
 
-    Round robin over performers; within a round, performers used least so far (over all
-    expressions) come first, so the chosen set spreads over performers as evenly as it can.
+    Round robin over performers within an expression; at position i, the performer seen least
+    in the first i + 1 places of the expressions already ranked goes first, so that the first
+    n faces of every expression together spread over the performers as evenly as they can.
     """
     rng = random.Random(seed)
-    usage: Counter[str] = Counter()
+    previous: list[list[str]] = []  # performer sequence of each expression ranked so far
     ranked: dict[str, list[FaceFile]] = {}
     for expression in EXPRESSIONS:
         pool: dict[str, list[FaceFile]] = defaultdict(list)
@@ -98,11 +99,18 @@ def rank_faces(faces: Sequence[FaceFile], seed: int) -> dict[str, list[FaceFile]
         order: list[FaceFile] = []
         taken: Counter[str] = Counter()
         while any(pool.values()):
-            performers = [p for p, files in pool.items() if files]
-            p = min(performers, key=lambda p: (taken[p], usage[p], tiebreak[p]))
-            order.append(pool[p].pop())
-            taken[p] += 1
-            usage[p] += 1
+            head = [seq[: len(order) + 1] for seq in previous]
+            chosen = min(
+                (p for p, files in pool.items() if files),
+                key=lambda p, head=head, taken=taken, tiebreak=tiebreak: (
+                    taken[p],
+                    sum(seq.count(p) for seq in head),
+                    tiebreak[p],
+                ),
+            )
+            order.append(pool[chosen].pop())
+            taken[chosen] += 1
+        previous.append([f.performer for f in order])
         ranked[expression] = order
     return ranked
 
