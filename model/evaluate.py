@@ -39,6 +39,13 @@ FIGURE_ROWS = 8
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = (
+        "Writes table2.md/.csv and per_image.csv (or, with --run, table1.md/.csv and "
+        "table1_per_image.csv) under --out, and qualitative_synthetic.png / qualitative_real.png "
+        "under --figures. Rows: the masked input first (the floor), then the registry's order; "
+        "values are means with t-based 95% confidence intervals. Methods that cannot be loaded "
+        "(no weights yet) are skipped and named in the table notes."
+    )
     parser.add_argument(
         "--data", type=Path, help="paired dataset folder made by `unmask data build`"
     )
@@ -204,9 +211,8 @@ def evaluate_outputs(
         stop = min(start + batch, n)
         real = M.to_tensor(split.face[start:stop]).to(device)  # (B, 3, H, W) [-1, 1]
         masked = M.to_tensor(split.masked[start:stop]).to(device)
-        mask = torch.from_numpy(split.seg[start:stop][:, None].astype(np.float32)).to(
-            device
-        )  # (B, 1, H, W)
+        seg = split.seg[start:stop][:, None].astype(np.float32)  # (B, 1, H, W) {0, 1}
+        mask = torch.from_numpy(seg).to(device)
         if infer is None:
             out = masked
         else:
