@@ -35,6 +35,8 @@ ADD_COLOUR = "#ff2a2a"
 ERASE_COLOUR = "#2a9dff"
 # The editor shows the aligned face at this size (256² is too small to paint on comfortably).
 EDITOR_SIZE = 512
+# Side of the close-up examples (px).
+EXAMPLE_SIZE = 384
 # Zips older than this are deleted from the demo's temporary folder.
 KEEP_OUTPUTS_S = 3600
 
@@ -143,7 +145,8 @@ def warm_up() -> dict[str, str]:
 
 @cache
 def examples() -> list[tuple[str, str]]:
-    """(caption, PNG path) examples made now from skimage's astronaut: as is, and with each mask style.
+    """(caption, PNG path) examples made now from skimage's astronaut: a close-up of her face with
+    each mask style (as people upload masked selfies), and the whole photo without a mask.
 
     Made at run time from an image an installed package ships; never from the research data.
     """
@@ -154,7 +157,6 @@ def examples() -> list[tuple[str, str]]:
     folder = _OUT_DIR / "examples"
     folder.mkdir(parents=True, exist_ok=True)
     photo = np.ascontiguousarray(data.astronaut())
-    out = []
     plain = folder / "astronaut.png"
     Image.fromarray(photo).save(plain)
     try:
@@ -162,13 +164,30 @@ def examples() -> list[tuple[str, str]]:
     except pipeline.InputError as err:  # no face detector: offer the plain photo only
         log.warning("examples: %s", err)
         return [("astronaut", str(plain))]
+    top, bottom, left, right = _closeup_box(prepared)
+    out = []
     for seed, style in enumerate(STYLES):
         masked = pipeline.with_synthetic_mask(prepared, style, seed=seed)
+        closeup = masked.photo[top:bottom, left:right]
+        closeup = cv2.resize(closeup, (EXAMPLE_SIZE, EXAMPLE_SIZE), interpolation=cv2.INTER_CUBIC)
         path = folder / f"astronaut_{style}.png"
-        Image.fromarray(masked.photo).save(path)
+        Image.fromarray(closeup).save(path)
         out.append((f"astronaut, {style} mask", str(path)))
     out.append(("astronaut, no mask", str(plain)))
     return out
+
+
+def _closeup_box(prepared: pipeline.Prepared) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right): a square around the aligned face's frame, in photo pixels."""
+    from model.faces import invert_matrix, transform_points
+
+    corners = np.array([[0, 0], [IMAGE_SIZE, 0], [0, IMAGE_SIZE], [IMAGE_SIZE, IMAGE_SIZE]], float)
+    pts = transform_points(corners, invert_matrix(prepared.aligned.matrix))
+    (x0, y0), (x1, y1) = pts.min(0), pts.max(0)
+    cx, cy, half = (x0 + x1) / 2, (y0 + y1) / 2, 0.5 * max(x1 - x0, y1 - y0)
+    h, w = prepared.photo.shape[:2]
+    half = min(half, cx, cy, w - cx, h - cy)  # stay inside the photo
+    return int(cy - half), int(cy + half), int(cx - half), int(cx + half)
 
 
 # --- steps --------------------------------------------------------------------------------------

@@ -29,6 +29,11 @@ TURNED_YAW_DEG = 35.0
 # Pixels of margin around the mask region when a result is pasted back (hides the mask's rim).
 PASTE_MARGIN_PX = 6
 
+# Close-up guess when no face is detected: the face box is this share of the shorter side,
+# centred at this height (faces in selfies and crops sit a little below the middle).
+CLOSEUP_BOX = 0.62
+CLOSEUP_CENTRE_Y = 0.56
+
 UNTRAINED_ENV = "UNMASK_UNTRAINED"
 
 
@@ -175,11 +180,17 @@ def find_face(photo: np.ndarray) -> tuple[Any, list[str]]:
     """The main face, aligned to 256², and notes (several faces, small, turned); raises InputError."""
     from model.faces import FaceError, find_and_align
 
+    messages = []
     try:
         aligned = find_and_align(photo)
     except FaceError as err:
-        raise InputError(getattr(err, "reason", "no_face"), _face_message(err)) from err
-    messages = []
+        aligned = _align_as_closeup(photo) if err.reason == "no_face" else None
+        if aligned is None or not _plausible_closeup(aligned.image):
+            raise InputError(getattr(err, "reason", "no_face"), _face_message(err)) from err
+        messages.append(
+            "The face detector found no face (masks hide much of what it looks for), so the photo "
+            "was taken as a close-up of one face: check that the red overlay sits on the mask."
+        )
     others = int(getattr(aligned, "n_other_faces", 0) or 0)
     if others:
         faces = "face" if others == 1 else "faces"
@@ -195,6 +206,46 @@ def find_face(photo: np.ndarray) -> tuple[Any, list[str]]:
             f"The face is turned ({yaw:+.0f}°): the methods were trained on near-frontal faces."
         )
     return aligned, messages
+
+
+def _align_as_closeup(photo: np.ndarray):
+    """Align a photo that is (nearly) a close-up of one face without detecting it, or None.
+
+    dlib's detectors miss most masked faces; its landmark predictor, started from a box in the
+    photo's centre, still finds eyes, brows and jaw on face-centred crops, and that is enough to
+    align. Photos far from square are not close-ups: no guess then.
+    """
+    import dlib
+
+    from model.faces import align_face, shape_predictor
+
+    h, w = photo.shape[:2]
+    if not 0.5 <= w / h <= 2.0:
+        return None
+    side = CLOSEUP_BOX * min(h, w)
+    cx, cy = w / 2, CLOSEUP_CENTRE_Y * h
+    box = dlib.rectangle(
+        *(int(round(v)) for v in (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2))
+    )
+    shape = shape_predictor()(np.ascontiguousarray(photo), box)
+    landmarks = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)  # (68, 2)
+    if np.linalg.norm(landmarks[16] - landmarks[0]) < SMALL_FACE_PX:
+        return None
+    return align_face(photo, landmarks)
+
+
+def _plausible_closeup(face: np.ndarray) -> bool:
+    """Whether a guessed close-up looks like a masked face: textured eyes, a mask below them."""
+    gray = cv2.cvtColor(face, cv2.COLOR_RGB2GRAY)
+    if gray[80:120].std() < 10:  # a flat band where the eyes should be: no face at all
+        return False
+    segmenter = get_segmenter()
+    if segmenter is None or untrained_mode():  # nothing (meaningful) to check the mask with
+        return True
+    mask = np.asarray(segmenter.predict(face), dtype=bool)
+    cover = mask.mean()
+    below_eyes = mask[110:].sum() / max(mask.sum(), 1)
+    return 0.05 <= cover <= 0.7 and below_eyes >= 0.75
 
 
 def predict_mask(face: np.ndarray) -> tuple[np.ndarray, list[str], str]:

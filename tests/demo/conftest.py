@@ -68,15 +68,12 @@ def _wait_ready(url: str, proc: subprocess.Popen, log_path: Path) -> None:
 
 @pytest.fixture(scope="session")
 def masked_astronaut_png(tmp_path_factory) -> Path:
-    """skimage's astronaut wearing a synthetic surgical mask, as a PNG file."""
-    import numpy as np
-    from PIL import Image
-    from skimage import data
+    """The demo's first example: a close-up of skimage's astronaut wearing a synthetic mask."""
+    import shutil
 
-    from model import pipeline
+    from demo import service
 
-    photo = np.ascontiguousarray(data.astronaut())
-    masked = pipeline.with_synthetic_mask(pipeline.prepare(photo), "surgical", seed=0)
-    path = tmp_path_factory.mktemp("inputs") / "astronaut_surgical.png"
-    Image.fromarray(masked.photo).save(path)
+    _caption, example = service.examples()[0]
+    path = tmp_path_factory.mktemp("inputs") / Path(example).name
+    shutil.copy(example, path)
     return path

@@ -32,10 +32,19 @@ def test_examples_are_made_from_the_astronaut_with_every_style():
     examples = service.examples()
     assert len(examples) == len(STYLES) + 1
     images = [np.asarray(Image.open(path)) for _, path in examples]
-    assert all(im.shape == (512, 512, 3) for im in images)
-    plain = images[-1]
-    assert all((im != plain).any() for im in images[:-1])  # each wears a mask
+    assert images[-1].shape == (512, 512, 3)  # the whole photo, no mask
+    closeups = images[:-1]
+    assert all(im.shape == (service.EXAMPLE_SIZE, service.EXAMPLE_SIZE, 3) for im in closeups)
+    assert all(
+        (a != b).any() for a, b in zip(closeups, closeups[1:], strict=False)
+    )  # styles differ
     assert all("shared" not in path for _, path in examples)
+
+
+def test_masked_examples_are_found_and_aligned():
+    for caption, path in service.examples()[:-1]:
+        view = service.prepare_upload(path)
+        assert view.visit.prepared is not None, (caption, view.status)
 
 
 def test_upload_shows_the_face_with_the_mask_overlay(astronaut):

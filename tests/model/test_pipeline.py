@@ -146,3 +146,11 @@ def test_several_faces_use_the_largest_and_say_so(astronaut):
     m = np.asarray(p.aligned.matrix)  # photo -> aligned; the aligned centre lies in the left half
     centre = np.linalg.solve(m[:, :2], np.array([128.0, 128.0]) - m[:, 2])
     assert centre[0] < astronaut.shape[1]
+
+
+def test_masked_closeup_without_a_detection_is_aligned_as_a_closeup(prepared):
+    masked = pipeline.with_synthetic_mask(prepared, "surgical", seed=0).photo
+    closeup = np.ascontiguousarray(masked[10:250, 100:340])  # dlib's detectors miss this face
+    p = pipeline.prepare(closeup)
+    assert p.aligned.image.shape == (256, 256, 3)
+    assert any("close-up" in m for m in p.messages)
