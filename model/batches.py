@@ -163,6 +163,7 @@ class PairSource:
             if fresh_masks
             else None
         )
+        self._order: tuple[int, torch.Tensor] = (-1, torch.empty(0))
         self.mask_epoch = 0  # epoch whose masks self.masked / self.seg hold (0 = the built pairs)
 
     def _use_masks_of(self, epoch: int) -> None:
@@ -175,8 +176,11 @@ class PairSource:
         self.fresh.start(epoch + 1)
 
     def order(self, epoch: int) -> torch.Tensor:
-        g = torch.Generator().manual_seed(self.seed * 7919 + epoch)
-        return torch.randperm(self.n, generator=g)
+        """The epoch's permutation of the split (computed once per epoch)."""
+        if self._order[0] != epoch:
+            g = torch.Generator().manual_seed(self.seed * 7919 + epoch)
+            self._order = (epoch, torch.randperm(self.n, generator=g))
+        return self._order[1]
 
     def batch_at(self, step: int) -> Batch:
         """This process's share of global batch number `step` (0-based)."""

@@ -47,13 +47,15 @@ def hole_l1(
 def ssim_loss(pred: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     """1 - SSIM (pytorch-msssim, Gaussian window 11, sigma 1.5) on the [0, 1] scale, float32."""
     win = 11 if min(pred.shape[-2:]) > 11 else 3  # tiny test images: a smaller window
-    return 1 - _ssim(
-        (pred.float() + 1) / 2,
-        (real.float() + 1) / 2,
-        data_range=1.0,
-        size_average=True,
-        win_size=win,
-    )
+    # Outside autocast: SSIM subtracts squared means, which bf16 would swamp with rounding error.
+    with torch.autocast(pred.device.type, enabled=False):
+        return 1 - _ssim(
+            (pred.float() + 1) / 2,
+            (real.float() + 1) / 2,
+            data_range=1.0,
+            size_average=True,
+            win_size=win,
+        )
 
 
 def masked_mse(pred: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -93,4 +95,5 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tenso
 
 def perceptual(lpips_net: nn.Module, pred: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     """LPIPS v0.1 (alex) distance, mean over the batch; gradients flow to `pred` only."""
-    return lpips_net(pred.float(), real.float()).mean()
+    with torch.autocast(pred.device.type, enabled=False):  # unit-normalised features: keep fp32
+        return lpips_net(pred.float(), real.float()).mean()
