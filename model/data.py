@@ -141,6 +141,19 @@ def process_file(job: tuple[str, str, str, str | None, int]) -> tuple[dict, list
 # --- the builder ------------------------------------------------------------------------------
 
 
+def _init_worker(templates_dir: str | None) -> None:
+    """Per worker: one OpenCV thread (one process per core already) and the models loaded once."""
+    import cv2
+
+    from model.faces import face_detector, shape_predictor
+    from model.masks import cached_templates
+
+    cv2.setNumThreads(1)
+    face_detector(), shape_predictor()
+    if templates_dir:
+        cached_templates(templates_dir)
+
+
 def list_sources(faces: Path) -> list[tuple[Path, str]]:
     """Every regular file under `faces` (recursively, sorted): images or not, each gets a row."""
     files = sorted(p for p in faces.rglob("*") if p.is_file() and not p.name.startswith("."))
@@ -220,13 +233,6 @@ def build_dataset(cfg: BuildConfig, progress: bool = True) -> dict:
         return report
 
     workers = cfg.workers or os.cpu_count() or 1
-    # Load dlib's models (and the templates) once here: forked workers inherit them (~1 s each).
-    from model.faces import face_detector, shape_predictor
-    from model.masks import cached_templates
-
-    face_detector(), shape_predictor()
-    if cfg.templates:
-        cached_templates(str(cfg.templates))
     tpl = str(cfg.templates) if cfg.templates else None
     jobs = [(p, s, str(out), tpl, cfg.seed) for p, s in todo]
     t0 = time.perf_counter()
@@ -235,7 +241,11 @@ def build_dataset(cfg: BuildConfig, progress: bool = True) -> dict:
             results = map(process_file, jobs)
             pool = None
         else:
-            pool = get_context("fork").Pool(workers)
+            # forkserver, not fork: forking a process whose OpenCV / OpenMP threads have run
+            # (a test session, a notebook) can deadlock the children.
+            pool = get_context("forkserver").Pool(
+                workers, initializer=_init_worker, initargs=(tpl,)
+            )
             results = pool.imap_unordered(
                 process_file, jobs, chunksize=max(1, min(16, len(jobs) // (workers * 8)))
             )

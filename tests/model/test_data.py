@@ -1,0 +1,229 @@
+"""`unmask data build` on a folder of awkward inputs: a manifest row with the right status for
+every file, the DESIGN.md layout, a no-op rerun, deterministic resume, load_split and the sheet."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from model import cli
+from model.data import (
+    BuildConfig,
+    build_dataset,
+    contact_sheet,
+    id_of,
+    load_split,
+    seed_of,
+    split_of,
+)
+from model.masks import STYLES
+from tests.conftest import shared_or_skip
+
+EXPECTED = {
+    "astronaut.jpg": "ok",
+    "exif_rotated.jpg": "ok",  # pixels stored sideways, EXIF orientation tag says how to turn them
+    "rotated_pixels.png": "ok",  # sideways with no tag: found on a turned copy
+    "flipped.jpg": "ok",
+    "cmyk.jpg": "ok",
+    "rgba.png": "ok",
+    "truncated.jpg": "unreadable",
+    "notes.jpg": "not_image",  # a text file named .jpg
+    "README.txt": "not_image",
+    "landscape.jpg": "no_face",
+}
+
+
+def _make_inputs(folder: Path, astronaut: np.ndarray) -> None:
+    from skimage import data
+
+    folder.mkdir(parents=True)
+    img = Image.fromarray(astronaut)
+    img.save(folder / "astronaut.jpg", quality=92)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 clockwise to display"
+    Image.fromarray(np.ascontiguousarray(np.rot90(astronaut, 1))).save(
+        folder / "exif_rotated.jpg", quality=92, exif=exif.tobytes()
+    )
+    Image.fromarray(np.ascontiguousarray(np.rot90(astronaut, 3))).save(
+        folder / "rotated_pixels.png"
+    )
+    Image.fromarray(np.ascontiguousarray(astronaut[:, ::-1])).save(
+        folder / "flipped.jpg", quality=92
+    )
+    img.convert("CMYK").save(folder / "cmyk.jpg", quality=92)
+    rgba = np.dstack([astronaut, np.full(astronaut.shape[:2], 255, np.uint8)])
+    rgba[:40, :, 3] = 0
+    Image.fromarray(rgba).save(folder / "rgba.png")
+    full = (folder / "astronaut.jpg").read_bytes()
+    (folder / "truncated.jpg").write_bytes(full[: len(full) // 3])
+    (folder / "notes.jpg").write_text("not a picture, just words\n")
+    (folder / "README.txt").write_text("photos for the test\n")
+    Image.fromarray(data.coffee()).save(folder / "landscape.jpg", quality=92)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, astronaut):
+    root = tmp_path_factory.mktemp("build")
+    _make_inputs(root / "in", astronaut)
+    report = build_dataset(
+        BuildConfig(root / "in", root / "out", seed=7, workers=1), progress=False
+    )
+    return root, report
+
+
+def _manifest(out: Path) -> list[dict]:
+    with open(out / "manifest.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_every_file_has_a_row_with_the_right_status(built):
+    root, report = built
+    rows = {r["source"]: r for r in _manifest(root / "out")}
+    assert set(rows) == set(EXPECTED)
+    assert {s: r["status"] for s, r in rows.items()} == EXPECTED
+    for r in rows.values():
+        if r["status"] != "ok":
+            assert r["reason"], f"{r['source']}: a failure needs a reason"
+    assert report["total"] == len(EXPECTED)
+    assert report["counts"] == {"ok": 6, "unreadable": 1, "not_image": 2, "no_face": 1}
+
+
+def test_layout_and_rows(built):
+    root, _ = built
+    out = root / "out"
+    rows = _manifest(out)
+    assert list(rows[0]) == [
+        "id",
+        "source",
+        "split",
+        "status",
+        "reason",
+        "mask_style",
+        "mask_colour",
+        "yaw_deg",
+        "seed",
+    ]
+    ok = [r for r in rows if r["status"] == "ok"]
+    with np.load(out / "landmarks.npz") as z:
+        assert sorted(z.files) == sorted(r["id"] for r in ok)
+        for r in ok:
+            assert z[r["id"]].shape == (68, 2) and z[r["id"]].dtype == np.float32
+    for r in rows:
+        assert r["id"] == id_of(r["source"]) and r["split"] == split_of(r["source"])
+        assert int(r["seed"]) == seed_of(7, r["source"])
+    for r in ok:
+        assert r["mask_style"] in STYLES and r["mask_colour"] and abs(float(r["yaw_deg"])) < 20
+        face = np.asarray(Image.open(out / "face" / f"{r['id']}.png"))
+        masked = np.asarray(Image.open(out / "masked" / f"{r['id']}.png"))
+        seg = np.asarray(Image.open(out / "seg" / f"{r['id']}.png"))
+        assert face.shape == masked.shape == (256, 256, 3) and seg.shape == (256, 256)
+        assert set(np.unique(seg)) <= {0, 255}
+        assert not (face != masked).any(axis=2)[seg == 0].any()  # changed only under the mask
+    assert json.loads((out / "report.json").read_text())["counts"]["ok"] == len(ok)
+    assert not list(out.rglob("*.tmp*")) and not (out / "progress.jsonl").exists()
+
+
+def test_upright_copies_give_the_same_face(built):
+    root, _ = built
+    out = root / "out"
+    faces = {
+        s: np.asarray(Image.open(out / "face" / f"{id_of(s)}.png")).astype(int)
+        for s in EXPECTED
+        if EXPECTED[s] == "ok"
+    }
+    for name in ("exif_rotated.jpg", "rotated_pixels.png", "rgba.png", "cmyk.jpg"):
+        assert np.abs(faces[name] - faces["astronaut.jpg"]).mean() < 12, name
+
+
+def test_rerun_is_a_no_op(built, capsys):
+    root, _ = built
+    out = root / "out"
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    code = cli.main(
+        [
+            "data",
+            "build",
+            "--faces",
+            str(root / "in"),
+            "--out",
+            str(out),
+            "--seed",
+            "7",
+            "--workers",
+            "1",
+        ]
+    )
+    assert code == 0
+    assert "nothing to do" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
+
+
+def test_resume_redoes_only_what_is_missing_and_identically(built, tmp_path):
+    root, _ = built
+    out = tmp_path / "out"
+    shutil.copytree(root / "out", out)
+    victim = out / "masked" / f"{id_of('flipped.jpg')}.png"
+    original = victim.read_bytes()
+    victim.unlink()
+    report = build_dataset(BuildConfig(root / "in", out, seed=7, workers=1), progress=False)
+    assert report["processed"] == 1 and report["skipped"] == len(EXPECTED) - 1
+    assert victim.read_bytes() == original  # same seed, same mask, byte for byte
+    with pytest.raises(ValueError, match="another --out"):
+        build_dataset(BuildConfig(root / "in", out, seed=8, workers=1), progress=False)
+
+
+def test_split_is_deterministic_80_10_10():
+    names = [f"{i}_0_0_2017.jpg.chip.jpg" for i in range(3000)]
+    splits = [split_of(n) for n in names]
+    assert splits == [split_of(n) for n in names]
+    share = {s: splits.count(s) / len(splits) for s in ("train", "val", "test")}
+    assert abs(share["train"] - 0.8) < 0.03 and abs(share["val"] - 0.1) < 0.02
+    assert seed_of(0, "a.jpg") != seed_of(1, "a.jpg") != seed_of(0, "b.jpg")
+
+
+def test_load_split(built):
+    root, _ = built
+    out = root / "out"
+    parts = [load_split(out, s) for s in ("train", "val", "test")]
+    assert sum(len(p) for p in parts) == 6
+    p = max(parts, key=len)
+    n = len(p)
+    assert p.face.shape == p.masked.shape == (n, 256, 256, 3) and p.face.dtype == np.uint8
+    assert p.seg.shape == (n, 256, 256) and p.seg.dtype == bool
+    assert p.landmarks.shape == (n, 68, 2) and p.landmarks.dtype == np.float32
+    assert not ((p.face != p.masked).any(axis=3) & ~p.seg).any()
+    assert len(load_split(out, p.ids and "train", limit=1)) <= 1
+    with pytest.raises(ValueError):
+        load_split(out, "holdout")
+    with pytest.raises(FileNotFoundError):
+        load_split(out / "nowhere", "train")
+
+
+def test_contact_sheet(built, tmp_path):
+    root, _ = built
+    path = contact_sheet(root / "out", tmp_path / "figures" / "sheet.png", n=4, seed=0)
+    sheet = np.asarray(Image.open(path))
+    assert sheet.ndim == 3 and sheet.shape[1] >= 3 * 128
+
+
+@pytest.mark.data
+def test_utkface_60_images_two_workers(tmp_path):
+    src = shared_or_skip("utkface", "images")
+    folder = tmp_path / "utk"
+    folder.mkdir()
+    for p in sorted(src.iterdir())[:60]:
+        (folder / p.name).symlink_to(p)
+    templates = shared_or_skip("masktheface")
+    report = build_dataset(
+        BuildConfig(folder, tmp_path / "out", templates=templates, workers=2), progress=False
+    )
+    assert report["total"] == 60
+    assert report["counts"].get("ok", 0) >= 57, report["counts"]
+    rows = _manifest(tmp_path / "out")
+    assert any(r["mask_style"].startswith("template:") for r in rows)
