@@ -164,6 +164,7 @@ class PairSource:
             else None
         )
         self._order: tuple[int, torch.Tensor] = (-1, torch.empty(0))
+        self._gen = torch.Generator(device=device)
         self.mask_epoch = 0  # epoch whose masks self.masked / self.seg hold (0 = the built pairs)
 
     def _use_masks_of(self, epoch: int) -> None:
@@ -176,10 +177,10 @@ class PairSource:
         self.fresh.start(epoch + 1)
 
     def order(self, epoch: int) -> torch.Tensor:
-        """The epoch's permutation of the split (computed once per epoch)."""
+        """The epoch's permutation of the split, on the device (computed once per epoch)."""
         if self._order[0] != epoch:
             g = torch.Generator().manual_seed(self.seed * 7919 + epoch)
-            self._order = (epoch, torch.randperm(self.n, generator=g))
+            self._order = (epoch, torch.randperm(self.n, generator=g).to(self.device))
         return self._order[1]
 
     def batch_at(self, step: int) -> Batch:
@@ -189,34 +190,36 @@ class PairSource:
             if epoch == 0 and j == 0:
                 self.fresh.start(1)
             self._use_masks_of(epoch)
-        idx = self.order(epoch)[j * self.batch : (j + 1) * self.batch]
-        # Augmentation drawn for the whole global batch, then sliced: identical on every process.
-        g = torch.Generator().manual_seed(self.seed * 104_729 + step)
-        flips = torch.rand(self.batch, generator=g) < 0.5
+        dev, n = self.device, self.batch
+        # Augmentation drawn on the device (no host-device copy, so no GPU sync per step) for the
+        # whole global batch, then sliced: identical on every process.
+        g = self._gen.manual_seed(self.seed * 104_729 + step)
+        flips = torch.rand(n, generator=g, device=dev) < 0.5
         jit = (
-            torch.rand(self.batch, 3, generator=g) * 2 - 1
+            torch.rand(n, 3, generator=g, device=dev) * 2 - 1
         ) * self.jitter  # brightness, contrast, saturation
-        coin = torch.rand(self.batch, generator=g) < 0.5
-        share = slice(
-            self.rank * self.batch // self.world, (self.rank + 1) * self.batch // self.world
-        )
-        idx, flips, jit, coin = idx[share], flips[share], jit[share], coin[share]
-        dev = self.device
-        idx_d = idx.to(dev)
-        face = self.face[idx_d].float() / 255  # (b, 3, S, S) in [0, 1]
-        masked = self.masked[idx_d].float() / 255
-        mask = self.seg[idx_d].float()
-        lm = self.landmarks[idx_d].clone()
+        coin = torch.rand(n, generator=g, device=dev) < 0.5
+        share = slice(self.rank * n // self.world, (self.rank + 1) * n // self.world)
+        idx = self.order(epoch)[j * n : (j + 1) * n][share]
+        flips, jit, coin = flips[share], jit[share], coin[share]
+        face = self.face[idx].float() / 255  # (b, 3, S, S) in [0, 1]
+        masked = self.masked[idx].float() / 255
+        mask = self.seg[idx].float()
+        lm = self.landmarks[idx].clone()
         if self.flip:
-            f = flips.to(dev)
-            fv = f[:, None, None, None]
+            fv = flips[:, None, None, None]
             face, masked, mask = (torch.where(fv, t.flip(-1), t) for t in (face, masked, mask))
             flipped = lm[:, self.mirror].clone()
             flipped[..., 0] = 1 - flipped[..., 0]
-            lm = torch.where(f[:, None, None], flipped, lm)
+            lm = torch.where(flips[:, None, None], flipped, lm)
         if self.jitter > 0:
-            face, masked = _colour_jitter(face, masked, jit.to(dev))
-        return Batch(face * 2 - 1, masked * 2 - 1, mask, lm, coin.to(dev))
+            face, masked = _colour_jitter(face, masked, jit)
+        face, masked = face * 2 - 1, masked * 2 - 1
+        if dev.type == "cuda":  # the networks are channels_last on CUDA
+            face, masked, mask = (
+                t.contiguous(memory_format=torch.channels_last) for t in (face, masked, mask)
+            )
+        return Batch(face, masked, mask, lm, coin)
 
     def close(self) -> None:
         if self.fresh is not None:
