@@ -171,7 +171,6 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
                 quality_btns = {
                     q: gr.Button(str(q), elem_id=f"study-quality-{q}") for q in range(lo, hi + 1)
                 }
-        trial_msg = gr.Markdown(elem_id="study-message")
     with gr.Column(visible=False, elem_id="study-page-break") as break_page:
         gr.Markdown(BREAK)
         continue_btn = gr.Button("Start", variant="primary", elem_id="study-continue")
@@ -192,33 +191,30 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
 
     pages = [consent_page, register_page, instructions_page, trial_page, break_page, done_page]
 
+    # Plain update dicts, not component instances: Gradio builds a whole config for each
+    # instance returned, which was most of an answer's server time.
     def show(page: gr.Column) -> dict:
-        return {p: gr.Column(visible=p is page) for p in pages}
+        return {p: gr.update(visible=p is page) for p in pages}
 
-    def trial_updates(view: TrialView | None, state: dict, msg: str = "") -> dict:
+    def trial_updates(view: TrialView | None, msg: str = "", *, page: bool = True) -> dict:
+        """The screen for `view`; `page=False` when the trial page is already the one shown.
+
+        Only what changes is sent: Gradio rebuilds each returned component server-side.
+        """
         if view is None:
-            return {**show(done_page), trial_box: -1, trial_msg: ""}
-        return {
-            **show(trial_page),
+            return {**show(done_page), trial_box: -1, stim_html: "", progress_md: ""}
+        out = {
             stim_html: _image_html(view),
-            progress_md: _progress_text(view),
+            progress_md: _progress_text(view) + (f"\n\n{msg}" if msg else ""),
             trial_box: view.trial_index,
-            expression_row: gr.Column(visible=view.stage == "expression"),
-            quality_row: gr.Column(visible=view.stage == "quality"),
-            trial_msg: msg,
-            sess: state,
+            expression_row: gr.update(visible=view.stage == "expression"),
+            quality_row: gr.update(visible=view.stage == "quality"),
         }
+        if page:
+            out.update(show(trial_page))
+        return out
 
-    trial_outputs = [
-        *pages,
-        stim_html,
-        progress_md,
-        trial_box,
-        expression_row,
-        quality_row,
-        trial_msg,
-        sess,
-    ]
+    trial_outputs = [*pages, stim_html, progress_md, trial_box, expression_row, quality_row]
     # Cheap database calls: answered directly (no queue round trips), never behind each other.
     events = {"concurrency_limit": None, "queue": False}
 
@@ -252,7 +248,7 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
             saved: {"token": info.token},
             code_view: _code_html(info.code),
             register_msg: "",
-            begin_btn: gr.Button("Begin practice" if info.n_practice else "Begin"),
+            begin_btn: gr.update(value="Begin practice" if info.n_practice else "Begin"),
         }
 
     start_btn.click(
@@ -273,21 +269,28 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
         except StudyError:
             return {saved: {}}
         state = {"token": token, "code": info.code, "n_practice": info.n_practice}
-        view = service.next_trial(token)
+        view = service.next_trial(token, mark_shown=False)
+        common = {sess: state, code_view: _code_html(info.code)}
         if view is not None and view.trial_index == 0 and view.stage == "expression":
-            return {**show(instructions_page), sess: state, code_view: _code_html(info.code)}
-        return {**trial_updates(view, state), code_view: _code_html(info.code)}
+            return {**show(instructions_page), **common}
+        if view is not None and view.stage == "expression":
+            view = service.next_trial(token)  # shown again: a new show time
+        return {**trial_updates(view), **common}
 
     root.load(
-        on_resume, [saved], [*trial_outputs, saved, code_view], api_name="study_resume", **events
+        on_resume,
+        [saved],
+        [*trial_outputs, sess, saved, code_view],
+        api_name="study_resume",
+        **events,
     )
 
     # -- trials ------------------------------------------------------------------------------
     def on_next(state: dict) -> dict:
         try:
-            return trial_updates(service.next_trial(state.get("token")), state)
+            return trial_updates(service.next_trial(state.get("token")))
         except StudyError as exc:
-            return {trial_msg: f"**{exc}**"}
+            return {progress_md: f"**{exc}**"}
 
     begin_btn.click(on_next, [sess], trial_outputs, api_name="study_begin", **events)
     continue_btn.click(on_next, [sess], trial_outputs, api_name="study_continue", **events)
@@ -300,9 +303,16 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
         except StudyError as exc:
             msg = f"**{exc}**" if exc.reason != "not_current" else ""
         try:
-            return trial_updates(service.next_trial(token, mark_shown=False), state, msg)
+            view = service.next_trial(token, mark_shown=False)  # a read: nothing re-timed
         except StudyError as exc:
-            return {trial_msg: f"**{exc}**"}
+            return {progress_md: f"**{exc}**"}
+        if view is not None and view.trial_index == trial_index and view.stage == "quality":
+            # The picture stays up: only the expression buttons give way to the quality scale.
+            out = {expression_row: gr.update(visible=False), quality_row: gr.update(visible=True)}
+            if msg:
+                out[progress_md] = _progress_text(view) + f"\n\n{msg}"
+            return out
+        return trial_updates(view, msg)  # a stale click: show what is really current
 
     for e, btn in expression_btns.items():
         btn.click(
@@ -317,22 +327,18 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
     def on_rate(quality: int, trial_index, state: dict) -> dict:
         token = state.get("token")
         try:
-            outcome = service.record_quality(token, int(trial_index), quality)
-            n_practice = state.get("n_practice", 0)
-            if outcome.trial_index == n_practice - 1:
-                # Break page; API clients see an empty picture and call study_continue.
-                return {
-                    **show(break_page),
-                    stim_html: "",
-                    progress_md: "**Practice done**",
-                    trial_box: outcome.trial_index + 1,
-                    trial_msg: "",
-                    sess: state,
-                }
-            # A repeat (double click) re-sends the trial already on screen without re-timing it.
-            return trial_updates(service.next_trial(token, mark_shown=outcome.stored), state)
+            outcome, view = service.rate_and_advance(token, int(trial_index), quality)
         except StudyError as exc:
-            return {trial_msg: f"**{exc}**"}
+            return {progress_md: f"**{exc}**"}
+        if outcome.trial_index == state.get("n_practice", 0) - 1 and view is not None:
+            # Break page; API clients see an empty picture and call study_continue.
+            return {
+                **show(break_page),
+                stim_html: "",
+                progress_md: "**Practice done**",
+                trial_box: view.trial_index,
+            }
+        return trial_updates(view, page=view is None)
 
     for q, btn in quality_btns.items():
         btn.click(

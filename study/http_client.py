@@ -7,7 +7,7 @@ uses for these unqueued events, and reads outputs by the components' elem_ids fr
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
@@ -90,9 +90,9 @@ class StudyClient:
         index = value("study-trial-index", None)
         return Screen(
             html=value("study-stimulus", "") or "",
-            progress=value("study-progress", "") or "",
+            progress=(value("study-progress", "") or "").partition("\n\n")[0],
             trial_index=-2 if index is None else int(index),
-            message=value("study-message", "") or "",
+            message=(value("study-progress", "") or "").partition("\n\n")[2],
             stage=stage,
         )
 
@@ -116,7 +116,10 @@ class StudyClient:
         return self._screen(self.call("study_continue"))
 
     def answer(self, trial_index: int, expression: str, rt_ms: float | None) -> Screen:
-        return self._screen(self.call(f"study_answer_{expression}", trial_index, rt_ms))
+        screen = self._screen(self.call(f"study_answer_{expression}", trial_index, rt_ms))
+        if screen.trial_index == -2:  # the picture stayed up: same trial, quality step
+            screen = replace(screen, trial_index=trial_index)
+        return screen
 
     def rate(self, trial_index: int, quality: int) -> Screen:
         return self._screen(self.call(f"study_rate_{quality}", trial_index))

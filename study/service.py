@@ -150,6 +150,7 @@ class StudyService:
         self._stimuli_dir = Path(stimuli_dir) if stimuli_dir is not None else None
         self._refs: list[design.StimulusRef] | None = None
         self._read_image = lru_cache(maxsize=2048)(self._read_image_uncached)
+        self._count_cache: dict[int, tuple[int, int]] = {}
 
     # -- units of work -------------------------------------------------------------------
     @contextmanager
@@ -382,34 +383,44 @@ class StudyService:
         ).first()
         return None if row is None else (row[0], row[1])
 
+    def _view(self, s: Session, p: Participant, *, mark_shown: bool) -> TrialView | None:
+        """The participant's current trial as the rater may see it, inside session `s`."""
+        current = self._current(s, p)
+        if current is None:
+            if mark_shown and p.completed_at is None:
+                p.completed_at = utcnow()
+            return None
+        trial, response = current
+        if mark_shown and response is None:
+            trial.shown_at = utcnow()
+            trial.n_shown += 1
+        stim = s.get(Stimulus, trial.stimulus_id)
+        n_trials, n_practice = self._counts(s, p)
+        return TrialView(
+            trial_index=trial.trial_index,
+            n_trials=n_trials,
+            n_practice=n_practice,
+            is_practice=trial.is_practice,
+            stage="expression" if response is None else "quality",
+            image_png=self._read_image(stim.file, stim.sha256),
+        )
+
+    def _counts(self, s: Session, p: Participant) -> tuple[int, int]:
+        """(trials, practice trials) of a participant: fixed at registration, so cached."""
+        key = p.id
+        if key not in self._count_cache:
+            info = self._info(s, p, "", resumed=True)
+            self._count_cache[key] = (info.n_trials, info.n_practice)
+        return self._count_cache[key]
+
     def next_trial(self, token: str, *, mark_shown: bool = True) -> TrialView | None:
         """The participant's next unanswered trial (None when all are done).
 
-        Unless `mark_shown` is False (the same screen sent again), an unanswered trial gets its
-        server `shown_at` time and its show count bumped.
+        It gets its server `shown_at` time and its show count bumped, unless `mark_shown` is
+        False (the same screen sent again: a read, no write).
         """
-        with self._write() as s:
-            p = self._participant(s, token)
-            current = self._current(s, p)
-            info = self._info(s, p, token, resumed=True)
-            if current is None:
-                if p.completed_at is None:
-                    p.completed_at = utcnow()
-                return None
-            trial, response = current
-            if response is None and (mark_shown or trial.shown_at is None):
-                trial.shown_at = utcnow()
-                trial.n_shown += 1
-            stim = s.get(Stimulus, trial.stimulus_id)
-            image = self._read_image(stim.file, stim.sha256)
-            return TrialView(
-                trial_index=trial.trial_index,
-                n_trials=info.n_trials,
-                n_practice=info.n_practice,
-                is_practice=trial.is_practice,
-                stage="expression" if response is None else "quality",
-                image_png=image,
-            )
+        with self._write() if mark_shown else self._read() as s:
+            return self._view(s, self._participant(s, token), mark_shown=mark_shown)
 
     def record_response(
         self, token: str, trial_index: int, expression: str, rt_ms: float | None = None
@@ -463,6 +474,16 @@ class StudyService:
 
     def record_quality(self, token: str, trial_index: int, quality: int) -> RecordOutcome:
         """Store the 1..7 quality rating of an answered trial, once."""
+        return self.rate_and_advance(token, trial_index, quality, advance=False)[0]
+
+    def rate_and_advance(
+        self, token: str, trial_index: int, quality: int, *, advance: bool = True
+    ) -> tuple[RecordOutcome, TrialView | None]:
+        """Store the rating and, in the same transaction (one commit), show the next trial.
+
+        The next trial is not marked shown when the rating was a repeat (the screen is already
+        up) or when it ended the practice block (a break page comes first).
+        """
         try:
             quality = int(quality)
         except (TypeError, ValueError):
@@ -483,15 +504,21 @@ class StudyService:
                 .values(quality=quality, rated_at=utcnow())
             )
             if done.rowcount == 1:
-                return RecordOutcome(True, trial_index, quality)
-            r = s.scalar(
-                select(Response).where(
-                    Response.participant_id == p.id, Response.trial_index == trial_index
+                outcome = RecordOutcome(True, trial_index, quality)
+            else:
+                r = s.scalar(
+                    select(Response).where(
+                        Response.participant_id == p.id, Response.trial_index == trial_index
+                    )
                 )
-            )
-            if r is None:
-                raise StudyError("not_answered", "choose the expression first")
-            return RecordOutcome(False, trial_index, r.quality)
+                if r is None:
+                    raise StudyError("not_answered", "choose the expression first")
+                outcome = RecordOutcome(False, trial_index, r.quality)
+            if not advance:
+                return outcome, None
+            n_practice = self._counts(s, p)[1]
+            mark = outcome.stored and trial_index != n_practice - 1
+            return outcome, self._view(s, p, mark_shown=mark)
 
     # -- admin ---------------------------------------------------------------------------
     def progress(self) -> list[ParticipantProgress]:

@@ -300,7 +300,11 @@ def build_synthetic_stimuli(
     rows: list[StimulusRow] = []
 
     def add(image_id: str, expression: str, method: str, role: str) -> None:
-        image = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+        # Smooth colour blobs plus a little grain: PNG sizes like a face's, not like noise's.
+        coarse = Image.fromarray(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8))
+        smooth = np.asarray(coarse.resize((size, size), Image.BICUBIC), dtype=np.int16)
+        grain = rng.integers(-6, 7, (size, size, 3), dtype=np.int16)
+        image = np.clip(smooth + grain, 0, 255).astype(np.uint8)
         sid = stimulus_id(image_id, method, seed)
         file = f"images/{sid}.png"
         rows.append(

@@ -1,0 +1,94 @@
+"""The Gradio wiring: every event named, the tab mounts inside another Blocks, the CLI commands."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import gradio as gr
+import pytest
+from study_helpers import free_port
+
+from model.cli import main
+from study.app import build_study_app, build_study_tab
+from study.db import make_engine
+from study.http_client import StudyClient
+from study.service import EXPORT_COLUMNS, StudyService
+
+STUDY_EVENTS = {
+    "study_consent",
+    "study_start",
+    "study_resume",
+    "study_begin",
+    "study_continue",
+    "study_admin_progress",
+    "study_admin_export",
+    *(f"study_answer_{e}" for e in ("neutral", "happy", "angry", "sad", "surprise")),
+    *(f"study_rate_{q}" for q in range(1, 8)),
+}
+
+
+def api_names(blocks: gr.Blocks) -> list[str | None]:
+    return [d["api_name"] for d in blocks.get_config_file()["dependencies"]]
+
+
+def test_every_event_has_an_api_name(study):
+    names = api_names(build_study_app(study, admin_token="t"))
+    assert None not in names and set(names) == STUDY_EVENTS
+
+
+def test_tab_mounts_in_another_app(study):
+    with pytest.raises(RuntimeError):
+        build_study_tab(study, admin_token="t")
+    with gr.Blocks() as demo:
+        with gr.Tab("Compare"):
+            gr.Markdown("the demo's own tab")
+        tab = build_study_tab(study, admin_token="t")
+    assert isinstance(tab, gr.Tab)
+    assert STUDY_EVENTS <= set(api_names(demo))
+    # Served for real: one rater's first trial through the mounted tab.
+    demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True)
+    try:
+        client = StudyClient(demo.local_url)
+        client.start("mounted")
+        screen = client.begin()
+        assert screen.stage == "expression" and screen.trial_index == 0
+        screen = client.answer(0, "neutral", 321.0)
+        assert screen.stage == "quality"
+    finally:
+        demo.close()
+    assert study.export_rows()[0]["rt_ms"] == 321.0
+
+
+def test_cli_build_and_export(tmp_path, capsys):
+    db, stim = tmp_path / "s.sqlite", tmp_path / "stim"
+    code = main(
+        [
+            "study",
+            "build",
+            "--synthetic",
+            "--methods",
+            "telea,unmask",
+            "--per-expression",
+            "3",
+            "--out",
+            str(stim),
+            "--db",
+            str(db),
+        ]
+    )
+    assert code == 0
+    assert "conditions: telea, unmask, real" in capsys.readouterr().out
+    service = StudyService(make_engine(db))
+    info = service.start_session("cli", consent=True)
+    view = service.next_trial(info.token)
+    service.record_response(info.token, view.trial_index, "sad", 900)
+    out = tmp_path / "export.csv"
+    assert main(["study", "export", "--db", str(db), "--out", str(out)]) == 0
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert tuple(rows[0]) == EXPORT_COLUMNS and rows[0]["participant_id"] == "cli"
+    assert rows[0]["quality"] == ""  # not rated yet
+
+
+def test_cli_serve_refuses_an_empty_database(tmp_path):
+    assert main(["study", "serve", "--db", str(tmp_path / "empty.sqlite")]) == 2
