@@ -96,6 +96,10 @@ def about_markdown() -> str:
         parts.append(f"### {spec.label} (`{key}`)\n{spec.summary}\n\n*Reference:* {spec.reference}")
         if spec.trainable:
             parts.append(_card_markdown(key))
+    parts.append(
+        "### Mask segmenter\nA small U-Net that predicts the mask region of an aligned face "
+        "(you can correct it with the brush).\n\n" + _card_markdown("segmenter")
+    )
     table = RESULTS_DIR / "metrics" / "table2.md"
     parts.append("## Metrics on the synthetic test split")
     if table.is_file():

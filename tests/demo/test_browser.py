@@ -54,6 +54,16 @@ def test_upload_run_and_compare(browser, demo_server, masked_astronaut_png, tmp_
         page.wait_for_function(
             "() => document.querySelector('#status').innerText.includes('Face found')"
         )
+        # A brush stroke on the overlay (red, the default colour) adds to the mask.
+        box = page.locator("#mask-editor canvas").first.bounding_box()
+        page.mouse.move(box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.2)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.8, steps=15)
+        page.mouse.up()
+        page.locator("#correct").click()
+        page.wait_for_function(
+            "() => document.querySelector('#status').innerText.includes('Mask updated')"
+        )
         page.locator("#run").click()
 
         # Untrained segmenters may find no mask: then the page asks for one, and we add a synthetic one.
