@@ -171,18 +171,25 @@ def _pick_device(device: str | None, rank: int) -> torch.device:
     return dev
 
 
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def hardware(device: torch.device, world: int) -> dict[str, Any]:
-    name = (
-        torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else (platform.processor() or platform.machine())
-    )
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
     return {
         "device": device.type,
         "name": name,
         "processes": world,
         "cpu_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
+        "cpu_count": os.cpu_count(),
+        "torch": str(torch.__version__),
     }
 
 
@@ -371,6 +378,8 @@ def train(
         val_split if has_val else train_split, cfg, dev, cfg.val_limit, per_rank
     )
 
+    hw = hardware(dev, world)
+
     def checkpoint(step: int, wall: float) -> None:
         rng = _rng_state(dev)
         rngs = [None] * world
@@ -393,6 +402,11 @@ def train(
                 "optimizers": {n: o.state_dict() for n, o in task.optimizers.items()},
                 "rng": rngs,
                 "val": last_val,
+                "hardware": hw,
+                "faces": {
+                    "train": len(train_split.face),
+                    "val": len(val_split.face) if has_val else 0,
+                },
             },
             ckpt_dir / CKPT_PATTERN.format(step),
         )
@@ -541,7 +555,11 @@ def export_checkpoint(path: Path, weights_dir: str | None = None) -> Path:
     name = TASKS[cfg.method].export_net
     net = from_architecture(ckpt["architectures"][name])
     net.load_state_dict(ckpt["nets"][name])
-    hw = {"note": "exported from checkpoint", "processes": ckpt["world"]}
-    card = _card(cfg, net, ckpt["step"], ckpt["wall_s"], ckpt.get("val", {}), None, None, hw)
+    faces = ckpt.get("faces", {})
+    hw = ckpt.get("hardware", {"processes": ckpt["world"]})
+    val = ckpt.get("val", {})
+    card = _card(
+        cfg, net, ckpt["step"], ckpt["wall_s"], val, faces.get("train"), faces.get("val"), hw
+    )
     card["checkpoint"] = str(path)
     return save_weights(cfg.method, net.state_dict(), card, cfg.weights_dir)

@@ -173,6 +173,14 @@ def test_resume_equals_uninterrupted(key, splits, weights_dir, tmp_path):
             assert torch.equal(v, cb["nets"][name][k]), f"{name}.{k} differs after resume"
     assert torch.equal(ca["rng"][0]["cpu"], cb["rng"][0]["cpu"])
     assert a["validation"] == b["validation"]
+    # `unmask train --export` ships a run's latest checkpoint.
+    from model.cli import main
+
+    argv = ["train", "--method", key, "--run-dir", str(tmp_path / "b"), "--export"]
+    assert main([*argv, "--weights-dir", str(tmp_path / "w")]) == 0
+    state, card = load_weights(key, tmp_path / "w")
+    assert card["iterations"] == 4 and card["hardware"]["processes"] == 1
+    assert torch.equal(state[next(iter(state))], ca["nets"]["generator"][next(iter(state))].half())
 
 
 def test_flips_mirror_landmarks(splits):
