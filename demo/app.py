@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 RUN_CONCURRENCY = 1
 DEFAULT_CONCURRENCY = 2
 QUEUE_MAX = 64
+MAX_UPLOAD = "40mb"  # larger photos are refused by the server; up to this they are downscaled
 
 
 def build_app() -> gr.Blocks:
@@ -114,11 +115,11 @@ def _compare_tab(visit: gr.State) -> None:
     run.click(
         _run,
         [visit, editor, methods, chosen],
-        [visit, status, editor, results, timings, pasted, download, chosen],
+        [visit, status, editor, results, timings, pasted, chosen],
         api_name="run",
         concurrency_limit=RUN_CONCURRENCY,
         concurrency_id="run",
-    )
+    ).then(service.download, [visit], [download], api_name="download")  # zip after the gallery
     chosen.input(service.paste, [visit, chosen], [pasted], api_name="paste")
 
 
@@ -150,7 +151,6 @@ def _run(visit, editor, keys, chosen):
         view.gallery,
         view.timings,
         view.photo,
-        view.zip_path,
         gr.update(choices=ran, value=view.chosen),
     )
 
@@ -174,6 +174,10 @@ def _study_tab() -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = (
+        "Serves on http://HOST:PORT with the shipped weights, offline. UNMASK_UNTRAINED=1 (for "
+        "tests only) uses randomly initialised networks when weights are missing."
+    )
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
     )
@@ -193,6 +197,7 @@ def run(args: argparse.Namespace) -> int:
         show_error=False,  # visitors get our messages, never a stack trace
         ssr_mode=False,  # no Node server
         footer_links=["api"],
+        max_file_size=MAX_UPLOAD,
         quiet=False,
     )
     return 0

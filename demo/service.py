@@ -61,7 +61,6 @@ class View:
     gallery: list[tuple[np.ndarray, str]] = field(default_factory=list)
     timings: str = ""  # markdown table of seconds per method
     photo: np.ndarray | None = None  # the chosen result pasted back into the full photo
-    zip_path: str | None = None
     chosen: str | None = None  # the method key whose result is pasted back
 
 
@@ -288,9 +287,15 @@ def run(
         gallery=gallery(prepared, results),
         timings=timings_markdown(results),
         photo=pipeline.paste_result(prepared, results[chosen][0]) if chosen else None,
-        zip_path=str(write_zip(prepared, results)) if results else None,
         chosen=chosen,
     )
+
+
+def download(visit: Visit) -> str | None:
+    """Path of a zip of the last run's results (None before a run); made after the gallery shows."""
+    if visit.prepared is None or not visit.results:
+        return None
+    return str(write_zip(visit.prepared, visit.results))
 
 
 def paste(visit: Visit, key: str | None) -> np.ndarray | None:
@@ -408,7 +413,7 @@ def write_zip(prepared: pipeline.Prepared, results: dict) -> Path:
 
 def _png(image: np.ndarray) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG")
+    Image.fromarray(image).save(buf, format="PNG", compress_level=1)  # fast: big photos, 2 cores
     return buf.getvalue()
 
 

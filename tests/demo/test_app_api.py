@@ -35,7 +35,7 @@ def test_upload_then_run_every_method(demo_server, masked_astronaut_png, tmp_pat
     # A synthetic mask makes the hole known whatever the (untrained) segmenter predicts.
     status = client.predict("surgical", 0, api_name="/add_synthetic_mask")[0]
     assert "synthetic surgical mask" in status
-    status, _editor, gallery, timings, _pasted, zip_path, _chosen = client.predict(
+    status, _editor, gallery, timings, _pasted, _chosen = client.predict(
         None, list(METHODS), None, api_name="/run"
     )
     captions = [item["caption"] for item in gallery]
@@ -43,6 +43,7 @@ def test_upload_then_run_every_method(demo_server, masked_astronaut_png, tmp_pat
     for spec in METHODS.values():
         assert sum(c.startswith(spec.label + " · ") for c in captions) == 1, (spec.label, captions)
         assert spec.label in timings
+    zip_path = client.predict(api_name="/download")
     assert str(zip_path).endswith(".zip")
 
 
@@ -54,3 +55,25 @@ def test_non_image_file_gets_a_message(demo_server, tmp_path):
     client = Client(demo_server, verbose=False, download_files=str(tmp_path))
     status = client.predict(handle_file(str(path)), api_name="/prepare_file")[0]
     assert "not an image" in status and "Traceback" not in status
+
+
+def test_two_visitors_at_once_keep_their_own_state(demo_server, masked_astronaut_png, tmp_path):
+    import numpy as np
+    from gradio_client import Client, handle_file
+    from PIL import Image
+
+    visitors = {style: Client(demo_server, verbose=False, download_files=str(tmp_path / style))
+                for style in ("cloth", "n95")}  # fmt: skip
+    for style, client in visitors.items():
+        client.predict(handle_file(str(masked_astronaut_png)), api_name="/prepare")
+        client.predict(style, 7, api_name="/add_synthetic_mask")
+    jobs = {
+        s: c.submit(None, ["telea", "pix2pix"], None, api_name="/run") for s, c in visitors.items()
+    }
+    inputs = {}
+    for style, job in jobs.items():
+        status, _editor, gallery, *_ = job.result(timeout=300)
+        captions = [item["caption"] for item in gallery]
+        assert len(captions) == 4 and captions[:2] == ["Input", "Ground truth"], (style, status)
+        inputs[style] = np.asarray(Image.open(gallery[0]["image"]))
+    assert (inputs["cloth"] != inputs["n95"]).any()  # each visitor saw their own masked face

@@ -92,7 +92,7 @@ def test_run_shows_truth_and_one_result_per_method(visit):
         assert key in view.timings or spec.label in view.timings
     assert view.photo.shape == visit.prepared.photo.shape
     assert view.chosen == "unmask"
-    with zipfile.ZipFile(view.zip_path) as zf:
+    with zipfile.ZipFile(service.download(view.visit)) as zf:
         names = set(zf.namelist())
     assert {"input_face.png", "mask.png", "ground_truth_face.png", "timings.csv"} <= names
     assert {f"{k}_face.png" for k in METHODS} | {f"{k}_photo.png" for k in METHODS} <= names
@@ -140,6 +140,7 @@ def test_correct_mask_redraws_the_overlay(visit):
 
 
 def test_steps_before_an_upload_ask_for_one():
+    assert service.download(service.Visit()) is None
     for view in (
         service.run(service.Visit(), None, None),
         service.add_synthetic_mask(service.Visit(), "n95"),
