@@ -26,12 +26,20 @@ class Segmenter:
         x = images.to(self.device, torch.float32)
         return torch.sigmoid(self.net(x).float()).to(images.device)
 
-    def predict(self, image: np.ndarray) -> np.ndarray:
-        """image uint8 (H, W, 3) (an aligned 256x256 face) -> bool (H, W), True = mask."""
+    def predict(self, image: np.ndarray, margin_px: int = 0) -> np.ndarray:
+        """image uint8 (H, W, 3) (an aligned 256x256 face) -> bool (H, W), True = mask.
+
+        `margin_px` grows the region: for inpainting a hole a little too large is harmless (the
+        `unmask` model is trained on such holes) while a missed rim of mask fabric stays visible.
+        """
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"image must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
         x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 127.5 - 1
-        return (self.predict_batch(x)[0, 0] > THRESHOLD).cpu().numpy()
+        mask = self.predict_batch(x)[:, :1] > THRESHOLD  # (1, 1, H, W)
+        if margin_px > 0:
+            k = 2 * margin_px + 1
+            mask = torch.nn.functional.max_pool2d(mask.float(), k, stride=1, padding=margin_px) > 0
+        return mask[0, 0].cpu().numpy()
 
 
 def load_segmenter(

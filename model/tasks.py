@@ -96,11 +96,20 @@ class GanTask(Task):
         # The mask-region discriminator is scored only on patches that overlap the hole.
         return F.adaptive_max_pool2d(mask, logits.shape[-2:]) if name == "local" else None
 
+    def _hole(self, batch: Batch) -> torch.Tensor:
+        """The hole the generator is given: the mask, grown by grow_px on the faces whose coin is up."""
+        if not self.recipe.grow_px:
+            return batch.mask
+        k = max(1, round(self.recipe.grow_px * batch.mask.shape[-1] / 256))
+        grown = F.max_pool2d(batch.mask, 2 * k + 1, stride=1, padding=k)
+        return torch.where(batch.coin[:, None, None, None], grown, batch.mask)
+
     def train_step(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
         w, r = self.weights, self.recipe
-        cond = condition(r, batch.masked, batch.mask)  # (B, 3|4, H, W)
+        hole = self._hole(batch)  # (B, 1, H, W)
+        cond = condition(r, batch.masked, hole)  # (B, 3|4, H, W)
         with self.amp():
-            fake = generate(r, self.train_nets["generator"], batch.masked, batch.mask)
+            fake = generate(r, self.train_nets["generator"], batch.masked, hole)
         logs: dict[str, torch.Tensor] = {}
         adv = self.adversarial_on(step)
         if adv:  # 1. discriminators: (BCE(D(c, G(c)), 0) + BCE(D(c, x), 1)) / 2, Ye Eq. 4
@@ -109,7 +118,7 @@ class GanTask(Task):
                 with self.amp():
                     lf = d(torch.cat([cond, fake.detach()], 1)).float()
                     lr = d(torch.cat([cond, batch.face], 1)).float()
-                wt = self._weight(name, batch.mask, lf)
+                wt = self._weight(name, hole, lf)
                 loss_d = 0.5 * (
                     losses.adversarial(lf, False, wt) + losses.adversarial(lr, True, wt)
                 )
@@ -123,17 +132,17 @@ class GanTask(Task):
                     # The plain module: these gradients are only wanted for the generator.
                     lf = self.nets[f"d_{name}"](torch.cat([cond, fake], 1)).float()
                     terms["adv" if name == "global" else f"adv_{name}"] = losses.adversarial(
-                        lf, True, self._weight(name, batch.mask, lf)
+                        lf, True, self._weight(name, hole, lf)
                     )
             fake32 = fake.float()
             if "l1" in w:
                 terms["l1"] = losses.l1(fake32, batch.face)
             if "hole_l1" in w:
-                terms["hole_l1"] = losses.hole_l1(fake32, batch.face, batch.mask)
+                terms["hole_l1"] = losses.hole_l1(fake32, batch.face, hole)
             if "ssim" in w:
                 terms["ssim"] = losses.ssim_loss(fake32, batch.face)
             if "c2" in w:
-                terms["c2"] = losses.masked_mse(fake32, batch.face, batch.mask)
+                terms["c2"] = losses.masked_mse(fake32, batch.face, hole)
             if "c1" in w:
                 terms["c1"] = losses.jaw_landmark_loss(self.regressor, fake, batch.face)
             if "perceptual" in w:

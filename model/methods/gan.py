@@ -24,9 +24,11 @@ class GanRecipe:
     losses: dict[str, float]  # loss term (model/tasks.py) -> weight
     # Discriminators: name -> PatchGAN options; "local" ones are judged on the mask region only.
     discriminators: dict[str, dict[str, Any]] = field(default_factory=lambda: {"global": {}})
-    warmup: bool = (
-        False  # train the generator alone (reconstruction terms) for cfg.warmup_steps first
-    )
+    # Train the generator alone (reconstruction terms) for cfg.warmup_steps first.
+    warmup: bool = False
+    # Training only: half the faces get their hole grown by this many px (at 256x256), so the model
+    # also fills holes larger than the mask, as a cautious (dilated) segmenter mask gives at use.
+    grow_px: int = 0
 
 
 RECIPES: dict[str, GanRecipe] = {
@@ -53,6 +55,7 @@ RECIPES: dict[str, GanRecipe] = {
             "local": {"norm": "spectral", "n_layers": 2},
         },
         warmup=True,
+        grow_px=4,
     ),
 }
 
