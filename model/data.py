@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from model.config import RESULTS_DIR
+
 MANIFEST_COLUMNS = (
     "id",
     "source",
@@ -422,7 +424,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--limit", type=int, default=None, help="only the first N files (sorted)")
     s = sub.add_parser("sheet", help="contact sheet of random face / masked / seg triples")
     s.add_argument("--data", type=Path, required=True, help="dataset folder made by `data build`")
-    s.add_argument("--out", type=Path, default=Path("results/figures/dataset_sheet.png"))
+    s.add_argument("--out", type=Path, default=RESULTS_DIR / "figures" / "dataset_sheet.png")
     s.add_argument("--n", type=int, default=16)
     s.add_argument("--seed", type=int, default=0)
 

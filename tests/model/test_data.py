@@ -36,6 +36,8 @@ EXPECTED = {
     "notes.jpg": "not_image",  # a text file named .jpg
     "README.txt": "not_image",
     "landscape.jpg": "no_face",
+    "two_faces.jpg": "several_faces",
+    "tiny.png": "too_small",  # the astronaut at 128 x 128: a 23 px face
 }
 
 
@@ -65,6 +67,9 @@ def _make_inputs(folder: Path, astronaut: np.ndarray) -> None:
     (folder / "notes.jpg").write_text("not a picture, just words\n")
     (folder / "README.txt").write_text("photos for the test\n")
     Image.fromarray(data.coffee()).save(folder / "landscape.jpg", quality=92)
+    two = np.hstack([astronaut, astronaut[:, ::-1]])
+    Image.fromarray(two).save(folder / "two_faces.jpg", quality=92)
+    img.resize((128, 128), Image.Resampling.BOX).save(folder / "tiny.png")
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +96,14 @@ def test_every_file_has_a_row_with_the_right_status(built):
         if r["status"] != "ok":
             assert r["reason"], f"{r['source']}: a failure needs a reason"
     assert report["total"] == len(EXPECTED)
-    assert report["counts"] == {"ok": 6, "unreadable": 1, "not_image": 2, "no_face": 1}
+    assert report["counts"] == {
+        "ok": 6,
+        "unreadable": 1,
+        "not_image": 2,
+        "no_face": 1,
+        "several_faces": 1,
+        "too_small": 1,
+    }
 
 
 def test_layout_and_rows(built):

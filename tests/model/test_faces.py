@@ -120,6 +120,11 @@ def test_tight_crop_found_by_padding(astronaut, photo_landmarks):
     assert find_and_align(crop).landmarks.shape == (68, 2)
 
 
+def test_several_faces_counted(astronaut):
+    two = np.ascontiguousarray(np.hstack([astronaut, astronaut[:, ::-1]]))
+    assert find_and_align(two).n_other_faces == 1
+
+
 def test_no_face_and_too_small(astronaut):
     from skimage import data
 
@@ -128,6 +133,10 @@ def test_no_face_and_too_small(astronaut):
     assert e.value.reason == "no_face"
     with pytest.raises(FaceError) as e:
         find_and_align(astronaut, min_face_px=200)
+    assert e.value.reason == "too_small"
+    tiny = cv2.resize(astronaut, (128, 128), interpolation=cv2.INTER_AREA)
+    with pytest.raises(FaceError) as e:
+        find_and_align(tiny)  # found by the small-photo search, then refused
     assert e.value.reason == "too_small"
 
 
