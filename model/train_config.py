@@ -75,11 +75,14 @@ def load_preset(name: str) -> dict[str, Any]:
 
 
 def resolve(method: str, preset: str = "compact", **overrides: Any) -> TrainConfig:
-    """Preset values, then explicit overrides (None = not given)."""
+    """Preset values ([train], then the method's own [train.<method>] table), then explicit
+    overrides (None = not given)."""
     p = load_preset(preset)
     known = {f.name for f in fields(TrainConfig)}
-    base = {k: v for k, v in p.get("train", {}).items() if k in known}
-    unknown = set(p.get("train", {})) - known
+    train = p.get("train", {})
+    per_method = train.get(method, {}) if isinstance(train.get(method), dict) else {}
+    base = {k: v for k, v in train.items() if not isinstance(v, dict)} | per_method
+    unknown = set(base) - known
     if unknown:
         raise ValueError(f"preset {preset!r}: unknown [train] option(s) {sorted(unknown)}")
     base["networks"] = p.get("networks", {})
