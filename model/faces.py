@@ -237,7 +237,7 @@ def align_face(
     if inside.min() < 1.0:
         # A wide blur, done at quarter size (10x cheaper; it is only a backdrop).
         q = cv2.resize(aligned, (size // 4, size // 4), interpolation=cv2.INTER_AREA)
-        q = cv2.GaussianBlur(q, (0, 0), size / 160)
+        q = cv2.GaussianBlur(q, (0, 0), size / 64)
         blurred = cv2.resize(q, (size, size), interpolation=cv2.INTER_LINEAR)
         a = cv2.GaussianBlur(inside, (0, 0), 1.5)[:, :, None]
         aligned = (aligned * a + blurred * (1 - a) + 0.5).astype(np.uint8)

@@ -190,6 +190,29 @@ def test_resume_redoes_only_what_is_missing_and_identically(built, tmp_path):
         build_dataset(BuildConfig(root / "in", out, seed=8, workers=1), progress=False)
 
 
+def test_interrupted_run_resumes_from_its_journal(built, tmp_path):
+    # A run killed before the manifest was written leaves progress.jsonl: its rows count as done.
+    root, _ = built
+    out = tmp_path / "out"
+    shutil.copytree(root / "out", out)
+    rows = _manifest(out)
+    with np.load(out / "landmarks.npz") as z:
+        lms = {k: z[k].tolist() for k in z.files}
+    (out / "manifest.csv").unlink()
+    (out / "landmarks.npz").unlink()
+    with open(out / "progress.jsonl", "w") as f:
+        for r in rows:
+            f.write(json.dumps({"row": r, "landmarks": lms.get(r["id"])}) + "\n")
+        f.write('{"row": {"sour')  # the line the kill cut short
+    report = build_dataset(BuildConfig(root / "in", out, seed=7, workers=1), progress=False)
+    assert report["processed"] == 0 and report["total"] == len(EXPECTED)
+    assert _manifest(out) == rows and not (out / "progress.jsonl").exists()
+    assert (
+        len(load_split(out, "train")) + len(load_split(out, "val")) + len(load_split(out, "test"))
+        == 6
+    )
+
+
 def test_split_is_deterministic_80_10_10():
     names = [f"{i}_0_0_2017.jpg.chip.jpg" for i in range(3000)]
     splits = [split_of(n) for n in names]

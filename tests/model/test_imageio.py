@@ -140,6 +140,14 @@ def test_large_image_downscaled():
     assert img.shape == (200, 500, 3)
 
 
+def test_huge_jpeg_decoded_at_reduced_scale():
+    big = np.zeros((1000, 4400, 3), np.uint8)
+    big[:, 2200:] = 200  # right half bright: survives the reduced-scale decode
+    img = load_image(_jpeg(big))
+    assert img.shape == (465, 2048, 3)
+    assert img[:, :900].mean() < 10 and img[:, 1150:].mean() > 190
+
+
 @pytest.mark.parametrize("side", [10_000, 40_000])  # PIL's warning zone, and its error zone
 def test_decompression_bomb_refused(side):
     with pytest.raises(ImageError) as e:
