@@ -163,9 +163,15 @@ def _init_worker(templates_dir: str | None) -> None:
         cached_templates(templates_dir)
 
 
-def list_sources(faces: Path) -> list[tuple[Path, str]]:
-    """Every regular file under `faces` (recursively, sorted): images or not, each gets a row."""
-    files = sorted(p for p in faces.rglob("*") if p.is_file() and not p.name.startswith("."))
+def list_sources(faces: Path, exclude: Path | None = None) -> list[tuple[Path, str]]:
+    """Every regular file under `faces` (recursively, sorted; hidden ones too): images or not,
+    each gets a row. Files under `exclude` (the output folder, if it lies inside) are not inputs."""
+    skip = exclude.resolve() if exclude is not None else None
+    files = sorted(
+        p
+        for p in faces.rglob("*")
+        if p.is_file() and (skip is None or skip not in p.resolve().parents)
+    )
     return [(p, p.relative_to(faces).as_posix()) for p in files]
 
 
@@ -209,7 +215,7 @@ def build_dataset(cfg: BuildConfig, progress: bool = True) -> dict:
         if old and old != settings:
             raise ValueError(f"{out} was built with {old}, not {settings}: use another --out")
 
-    sources = list_sources(faces)
+    sources = list_sources(faces, exclude=out)
     if cfg.limit is not None:
         sources = sources[: cfg.limit]
     # What earlier runs finished: the manifest, plus the journal of an interrupted run.
