@@ -1,0 +1,94 @@
+"""Architectures and losses: output shapes, the weight budget of the shipped (compact) widths,
+and the paper's loss definitions (C2 = Eq. 5 of Yoshihashi et al., C1 on jaw points 0..16)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from model import losses
+from model.methods.gan import RECIPES, build_generator, input_channels
+from model.metrics import mse_masked_batch
+from model.networks import build_network, count_params
+from model.networks.landmark_regressor import MIRROR_68
+from model.train_config import load_preset
+
+MIB = 2**20
+
+
+def test_compact_widths_fit_the_weight_budget():
+    """DESIGN.md: each shipped file <= 16 MiB, all shipped weights <= 64 MiB (fp16: 2 bytes a parameter)."""
+    nets = load_preset("compact")["networks"]
+    sizes = {k: count_params(build_generator(k, nets)) for k in RECIPES}
+    sizes["segmenter"] = count_params(build_network("unet_segmenter", **nets["unet_segmenter"]))
+    sizes["landmark_regressor"] = count_params(
+        build_network("landmark_regressor", **nets["landmark_regressor"])
+    )
+    assert all(2 * n <= 16 * MIB for n in sizes.values()), sizes
+    assert 2 * sum(sizes.values()) <= 64 * MIB, sizes
+    assert (
+        all(sizes[k] <= 4.5e6 for k in RECIPES)
+        and sizes["segmenter"] <= 1e6
+        and sizes["landmark_regressor"] <= 1e6
+    )
+
+
+@pytest.mark.parametrize("key", list(RECIPES))
+def test_tiny_generators_and_discriminators_shapes(key):
+    torch.manual_seed(0)
+    nets = load_preset("tiny")["networks"]
+    g = build_generator(key, nets).eval()
+    x, m = torch.rand(2, 3, 64, 64) * 2 - 1, (torch.rand(2, 1, 64, 64) > 0.5).float()
+    with torch.no_grad():
+        y = (
+            g(x, m)
+            if RECIPES[key].inputs == "image,mask"
+            else g(torch.cat([x, m], 1)[:, : input_channels(RECIPES[key])])
+        )
+        assert y.shape == x.shape and y.abs().max() <= 1
+        d = build_network(
+            "patchgan", **nets["patchgan"], in_channels=input_channels(RECIPES[key]) + 3
+        )
+        assert d(torch.cat([x, m, y], 1)[:, : input_channels(RECIPES[key]) + 3]).shape[1] == 1
+
+
+def test_paper_pix2pix_unet_is_isolas_size():
+    net = build_network("unet_pix2pix", **load_preset("paper")["networks"]["unet_pix2pix"])
+    assert 54.0e6 < count_params(net) < 54.5e6  # pix2pix unet_256, ngf 64
+
+
+def test_masked_mse_is_eq5_and_matches_the_metric():
+    torch.manual_seed(0)
+    a, b = torch.rand(2, 3, 16, 16) * 2 - 1, torch.rand(2, 3, 16, 16) * 2 - 1
+    m = torch.zeros(2, 1, 16, 16)
+    m[:, :, 8:, 4:12] = 1
+    expected = mse_masked_batch(a, b, m).mean()
+    torch.testing.assert_close(losses.masked_mse(a, b, m), expected, rtol=1e-5, atol=1e-3)
+
+
+def test_jaw_landmark_loss_is_zero_for_the_real_face_and_has_a_gradient():
+    reg = build_network("landmark_regressor", width=8).eval().requires_grad_(False)
+    real = torch.rand(1, 3, 64, 64) * 2 - 1
+    assert float(losses.jaw_landmark_loss(reg, real, real)) == 0
+    fake = (torch.rand(1, 3, 64, 64) * 2 - 1).requires_grad_()
+    losses.jaw_landmark_loss(reg, fake, real).backward()
+    assert fake.grad is not None and fake.grad.abs().sum() > 0
+
+
+def test_local_adversarial_weighting_is_per_image():
+    """Per image, then over the batch: splitting a batch over processes gives the same loss."""
+    logits = torch.randn(4, 1, 6, 6)
+    w = (torch.rand(4, 1, 6, 6) > 0.3).float()
+    whole = losses.adversarial(logits, True, w)
+    halves = (
+        losses.adversarial(logits[:2], True, w[:2]) + losses.adversarial(logits[2:], True, w[2:])
+    ) / 2
+    torch.testing.assert_close(whole, halves)
+
+
+def test_mirror_permutation_is_an_involution_swapping_left_and_right():
+    assert sorted(MIRROR_68) == list(range(68))
+    assert all(MIRROR_68[MIRROR_68[i]] == i for i in range(68))
+    assert (
+        MIRROR_68[0] == 16 and MIRROR_68[36] == 45 and MIRROR_68[48] == 54 and MIRROR_68[30] == 30
+    )
