@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -25,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from model import pipeline
-from model.config import IMAGE_SIZE, RESULTS_DIR, WEIGHTS_DIR
+from model.config import IMAGE_SIZE, REPO_DIR, RESULTS_DIR, WEIGHTS_DIR
 from model.methods import METHODS
 
 log = logging.getLogger(__name__)
@@ -277,7 +278,9 @@ def run(
         )
     visit = Visit(prepared, dict(results))
     chosen = chosen if chosen in results else _default_choice(results)
-    messages = list(prepared.messages) + list(results.errors.values())
+    # Visitors need not see the server's folders: weights paths relative to the repository.
+    errors = [e.replace(f"{REPO_DIR}{os.sep}", "") for e in results.errors.values()]
+    messages = list(prepared.messages) + errors
     if not results:
         messages.append("No method could run.")
     return View(
@@ -433,10 +436,12 @@ def _clean_old_outputs() -> None:
 def _mask_summary(prepared: pipeline.Prepared) -> str:
     share = f"{prepared.mask.mean():.0%} of the face"
     if prepared.mask_source == "segmenter":
-        return f"Face found and aligned; the predicted mask covers {share} (correct it with the brush)."
+        return (
+            f"Ready: face aligned; the predicted mask covers {share} (correct it with the brush)."
+        )
     if prepared.mask_source == "given":
-        return f"Face found and aligned; the given mask covers {share}."
-    return "Face found and aligned."
+        return f"Ready: face aligned; the given mask covers {share}."
+    return "Ready: face aligned."
 
 
 def _default_choice(results: dict) -> str | None:

@@ -52,7 +52,7 @@ def test_upload_run_and_compare(browser, demo_server, masked_astronaut_png, tmp_
         page.locator("#photo input[type=file]").set_input_files(str(masked_astronaut_png))
         # The face is found and the overlay drawn in the mask editor before the run.
         page.wait_for_function(
-            "() => document.querySelector('#status').innerText.includes('Face found')"
+            "() => document.querySelector('#status').innerText.includes('Ready:')"
         )
         # A brush stroke on the overlay (red, the default colour) adds to the mask.
         box = page.locator("#mask-editor canvas").first.bounding_box()
