@@ -98,6 +98,17 @@ def start_server(workdir: Path, args: argparse.Namespace) -> tuple[subprocess.Po
     raise RuntimeError("server did not start in 180 s")
 
 
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU time of a process (Linux /proc), to price a request on the server."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def rater(url: str, code: str, args, barrier, answer_ms, rate_ms, sent, errors) -> None:
     rng = random.Random(code)
     try:
@@ -168,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         tag = os.urandom(3).hex()
         codes = [f"load-{tag}-{i:03d}" for i in range(args.raters)]
         load_before = os.getloadavg()
+        cpu_before = cpu_seconds(proc.pid if proc else None)
         t0 = time.perf_counter()
         threads = [
             threading.Thread(
@@ -178,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         [t.start() for t in threads]
         [t.join() for t in threads]
         wall = time.perf_counter() - t0
+        cpu_after = cpu_seconds(proc.pid if proc else None)
+        n_requests = len(answer_ms) + len(rate_ms)
 
         stored: Counter[tuple[str, int]] = Counter()
         altered = 0
@@ -211,7 +225,12 @@ def main(argv: list[str] | None = None) -> int:
             "store_response_ms": percentiles(answer_ms),
             "store_quality_and_next_ms": percentiles(rate_ms),
             "wall_s": round(wall, 1),
-            "requests_per_s": round((len(answer_ms) + len(rate_ms)) / wall, 1),
+            "requests_per_s": round(n_requests / wall, 1),
+            "server_cpu_ms_per_request": (
+                None
+                if cpu_before is None or cpu_after is None
+                else round((cpu_after - cpu_before) * 1000 / max(n_requests, 1), 2)
+            ),
             "double_every": args.double_every,
             "think_ms": args.think_ms,
             "image_px": args.size,

@@ -63,6 +63,11 @@ Your answers have been saved. You may close this page.
 """
 PROGRESS_HEADERS = ["code", "list", "answered", "rated", "trials", "started", "last answer", "done"]
 LIST_HEADERS = ["list", "participants", "completed"]
+STAGE_CSS = (
+    '#study-page-trial:has([data-study-stage="quality"]) #study-expression-row,'
+    '#study-page-trial:has([data-study-stage="expression"]) #study-quality-row,'
+    '#study-page-trial:has([data-study-stage=""]) .study-choice {display: none !important;}'
+)
 
 # Runs once when the image component mounts, and again after each new value is rendered: the
 # frame in which the new image is painted is taken as the time it was shown.
@@ -113,9 +118,22 @@ def _image_html(view: TrialView) -> str:
     )
 
 
-def _progress_text(view: TrialView) -> str:
-    block = "Practice" if view.is_practice else "Picture"
-    return f"**{block} {view.position} of {view.block_size}**"
+def _status_html(text: str, stage: str = "", msg: str = "") -> str:
+    """Progress line + the trial's stage; CSS keyed on the stage shows one row of buttons.
+
+    Switching rows through this one small value, instead of two visibility updates, spares
+    Gradio rebuilding both rows server-side on every click.
+    """
+    message = f'<p class="study-message"><strong>{html.escape(msg)}</strong></p>' if msg else ""
+    return (
+        f"<style>{STAGE_CSS}</style>"
+        f'<div class="study-status" data-study-stage="{stage}"><p><strong>{html.escape(text)}'
+        f"</strong></p>{message}</div>"
+    )
+
+
+def _progress(view: TrialView) -> str:
+    return f"{'Practice' if view.is_practice else 'Picture'} {view.position} of {view.block_size}"
 
 
 def _code_html(code: str) -> str:
@@ -156,15 +174,15 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
         gr.Markdown(INSTRUCTIONS)
         begin_btn = gr.Button("Begin practice", variant="primary", elem_id="study-begin")
     with gr.Column(visible=False, elem_id="study-page-trial") as trial_page:
-        progress_md = gr.Markdown(elem_id="study-progress")
+        status = gr.HTML("", elem_id="study-progress")
         stim_html = gr.HTML("", js_on_load=JS_STAMP_SHOWN, elem_id="study-stimulus")
-        with gr.Column(visible=True, elem_id="study-expression-row") as expression_row:
+        with gr.Column(elem_id="study-expression-row", elem_classes="study-choice"):
             gr.Markdown("Which expression do you see?")
             with gr.Row():
                 expression_btns = {
                     e: gr.Button(e.capitalize(), elem_id=f"study-expr-{e}") for e in EXPRESSIONS
                 }
-        with gr.Column(visible=False, elem_id="study-quality-row") as quality_row:
+        with gr.Column(elem_id="study-quality-row", elem_classes="study-choice"):
             lo, hi = QUALITY_SCALE
             gr.Markdown(f"How good is the picture's quality? {lo} = worst, {hi} = best.")
             with gr.Row():
@@ -199,22 +217,21 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
     def trial_updates(view: TrialView | None, msg: str = "", *, page: bool = True) -> dict:
         """The screen for `view`; `page=False` when the trial page is already the one shown.
 
-        Only what changes is sent: Gradio rebuilds each returned component server-side.
+        Only values change between trials (no component's properties): Gradio rebuilds a
+        component server-side for each property update, which dominated the cost of a click.
         """
         if view is None:
-            return {**show(done_page), trial_box: -1, stim_html: "", progress_md: ""}
+            return {**show(done_page), trial_box: -1, stim_html: "", status: _status_html("")}
         out = {
             stim_html: _image_html(view),
-            progress_md: _progress_text(view) + (f"\n\n{msg}" if msg else ""),
+            status: _status_html(_progress(view), view.stage, msg),
             trial_box: view.trial_index,
-            expression_row: gr.update(visible=view.stage == "expression"),
-            quality_row: gr.update(visible=view.stage == "quality"),
         }
         if page:
             out.update(show(trial_page))
         return out
 
-    trial_outputs = [*pages, stim_html, progress_md, trial_box, expression_row, quality_row]
+    trial_outputs = [*pages, stim_html, status, trial_box]
     # Cheap database calls: answered directly (no queue round trips), never behind each other.
     events = {"concurrency_limit": None, "queue": False}
 
@@ -290,7 +307,7 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
         try:
             return trial_updates(service.next_trial(state.get("token")))
         except StudyError as exc:
-            return {progress_md: f"**{exc}**"}
+            return {status: _status_html("", "", str(exc))}
 
     begin_btn.click(on_next, [sess], trial_outputs, api_name="study_begin", **events)
     continue_btn.click(on_next, [sess], trial_outputs, api_name="study_continue", **events)
@@ -301,17 +318,14 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
         try:
             service.record_response(token, int(trial_index), expression, rt_ms)
         except StudyError as exc:
-            msg = f"**{exc}**" if exc.reason != "not_current" else ""
+            msg = str(exc) if exc.reason != "not_current" else ""
         try:
             view = service.next_trial(token, mark_shown=False)  # a read: nothing re-timed
         except StudyError as exc:
-            return {progress_md: f"**{exc}**"}
+            return {status: _status_html("", "", str(exc))}
         if view is not None and view.trial_index == trial_index and view.stage == "quality":
             # The picture stays up: only the expression buttons give way to the quality scale.
-            out = {expression_row: gr.update(visible=False), quality_row: gr.update(visible=True)}
-            if msg:
-                out[progress_md] = _progress_text(view) + f"\n\n{msg}"
-            return out
+            return {status: _status_html(_progress(view), "quality", msg)}
         return trial_updates(view, msg)  # a stale click: show what is really current
 
     for e, btn in expression_btns.items():
@@ -329,13 +343,13 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
         try:
             outcome, view = service.rate_and_advance(token, int(trial_index), quality)
         except StudyError as exc:
-            return {progress_md: f"**{exc}**"}
+            return {status: _status_html("", "", str(exc))}
         if outcome.trial_index == state.get("n_practice", 0) - 1 and view is not None:
             # Break page; API clients see an empty picture and call study_continue.
             return {
                 **show(break_page),
                 stim_html: "",
-                progress_md: "**Practice done**",
+                status: _status_html("Practice done"),
                 trial_box: view.trial_index,
             }
         return trial_updates(view, page=view is None)

@@ -6,6 +6,8 @@ uses for these unqueued events, and reads outputs by the components' elem_ids fr
 
 from __future__ import annotations
 
+import html
+import re
 import secrets
 from dataclasses import dataclass, replace
 from typing import Any
@@ -38,9 +40,7 @@ class Screen:
 
     @property
     def at_break(self) -> bool:
-        return (
-            not self.html and self.trial_index >= 0 and self.progress.startswith("**Practice done")
-        )
+        return not self.html and self.trial_index >= 0 and self.progress == "Practice done"
 
 
 class StudyClient:
@@ -81,19 +81,17 @@ class StudyClient:
             v = out.get(key, default)
             return default if isinstance(v, dict) and v.get("__type__") == "update" else v
 
-        stage = None
-        if isinstance(out.get("study-expression-row"), dict):
-            if out["study-expression-row"].get("visible"):
-                stage = "expression"
-            elif (out.get("study-quality-row") or {}).get("visible"):
-                stage = "quality"
+        status = value("study-progress", "") or ""
+        stage = re.search(r'class="study-status" data-study-stage="(\w*)"', status)
+        texts = [html.unescape(t) for t in re.findall(r"<strong>(.*?)</strong>", status)]
+        message = re.search(r'class="study-message"><strong>(.*?)</strong>', status)
         index = value("study-trial-index", None)
         return Screen(
             html=value("study-stimulus", "") or "",
-            progress=(value("study-progress", "") or "").partition("\n\n")[0],
+            progress=texts[0] if texts else "",
             trial_index=-2 if index is None else int(index),
-            message=(value("study-progress", "") or "").partition("\n\n")[2],
-            stage=stage,
+            message=html.unescape(message.group(1)) if message else "",
+            stage=(stage.group(1) or None) if stage else None,
         )
 
     # -- the rater's steps ---------------------------------------------------------------
