@@ -176,7 +176,7 @@ def _study_tab() -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = (
         "Serves on http://HOST:PORT with the shipped weights, offline. UNMASK_UNTRAINED=1 (for "
-        "tests only) uses randomly initialised networks when weights are missing."
+        "tests only) uses randomly initialised networks instead of the weights (noise output)."
     )
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
