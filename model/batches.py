@@ -35,7 +35,7 @@ class Batch:
         return self.face.shape[0]
 
 
-def _chw_uint8(a: np.ndarray, size: int) -> torch.Tensor:
+def chw_uint8(a: np.ndarray, size: int) -> torch.Tensor:
     """(N, H, W[, C]) uint8/bool -> (N, C, size, size) uint8 CPU tensor, area-downscaled in chunks."""
     t = torch.from_numpy(np.ascontiguousarray(a))
     t = (t[..., None] if t.ndim == 3 else t).permute(0, 3, 1, 2).to(torch.uint8)
@@ -143,9 +143,9 @@ class PairSource:
         self.flip, self.jitter = flip, jitter
         self.steps_per_epoch = n // batch  # drop the ragged end of each epoch
         src = np.asarray(split.face).shape[1]
-        self.face = _chw_uint8(np.asarray(split.face), size).to(device)  # (N, 3, S, S) uint8
-        self.masked = _chw_uint8(np.asarray(split.masked), size).to(device)
-        self.seg = _chw_uint8(np.asarray(split.seg, dtype=bool), size).to(
+        self.face = chw_uint8(np.asarray(split.face), size).to(device)  # (N, 3, S, S) uint8
+        self.masked = chw_uint8(np.asarray(split.masked), size).to(device)
+        self.seg = chw_uint8(np.asarray(split.seg, dtype=bool), size).to(
             device
         )  # (N, 1, S, S) {0, 1}
         # dlib points are pixel indices; (x + 0.5) / W puts them in [0, 1] with flips at 1 - x.
@@ -171,8 +171,8 @@ class PairSource:
         if self.fresh is None or epoch == self.mask_epoch or epoch == 0:
             return
         image, seg = self.fresh.get(epoch)
-        self.masked = _chw_uint8(image, self.size).to(self.device)
-        self.seg = _chw_uint8(seg.astype(bool), self.size).to(self.device)
+        self.masked = chw_uint8(image, self.size).to(self.device)
+        self.seg = chw_uint8(seg.astype(bool), self.size).to(self.device)
         self.mask_epoch = epoch
         self.fresh.start(epoch + 1)
 

@@ -227,13 +227,13 @@ def _atomic_save(obj: Any, path: Path) -> None:
 
 def _fixed_batches(split: Any, cfg: TrainConfig, device: torch.device, limit: int, per_rank: int):
     """Validation batches: the first `limit` faces, unaugmented, in order."""
-    from model.batches import Batch, _chw_uint8
+    from model.batches import Batch, chw_uint8
 
     n = min(limit, len(split.face)) if limit else len(split.face)
     src = split.face.shape[1]
-    face = _chw_uint8(split.face[:n], cfg.size).to(device).float() / 127.5 - 1
-    masked = _chw_uint8(split.masked[:n], cfg.size).to(device).float() / 127.5 - 1
-    mask = _chw_uint8(split.seg[:n].astype(bool), cfg.size).to(device).float()
+    face = chw_uint8(split.face[:n], cfg.size).to(device).float() / 127.5 - 1
+    masked = chw_uint8(split.masked[:n], cfg.size).to(device).float() / 127.5 - 1
+    mask = chw_uint8(split.seg[:n].astype(bool), cfg.size).to(device).float()
     lm = torch.from_numpy((split.landmarks[:n].astype("float32") + 0.5) / src).to(device)
     coin = torch.zeros(n, dtype=torch.bool, device=device)
     return [

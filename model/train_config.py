@@ -5,7 +5,7 @@ overrides, written back to the run folder as `config.toml`.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -91,10 +91,6 @@ def resolve(method: str, preset: str = "compact", **overrides: Any) -> TrainConf
     return TrainConfig(
         method=method, preset=preset, **{k: v for k, v in base.items() if k != "method"}
     )
-
-
-def with_overrides(cfg: TrainConfig, **kw: Any) -> TrainConfig:
-    return replace(cfg, **{k: v for k, v in kw.items() if v is not None})
 
 
 def to_toml(cfg: TrainConfig) -> str:
