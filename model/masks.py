@@ -421,6 +421,98 @@ def _pick_colour(style: str, rng: np.random.Generator) -> tuple[np.ndarray, str]
     return rgb, "#{:02x}{:02x}{:02x}".format(*rgb.astype(int))
 
 
+@dataclass
+class _Canvas:
+    """The mask's bounding box, with per-pixel coordinates the finishes draw with."""
+
+    frame: _FaceFrame
+    box: np.ndarray  # (h, w) bool, the seg inside the box
+    U: np.ndarray  # (h, w) local across (inter-ocular units)
+    V: np.ndarray  # (h, w) local down
+    un: np.ndarray  # (h, w) across the mask, -1..1 at its sides, 0 on the nose axis
+    vn: np.ndarray  # (h, w) down the mask, 0 at its top, 1 at its bottom
+    half: float  # half the mask's width (inter-ocular units)
+    height: float  # the mask's height (inter-ocular units)
+    edge: np.ndarray  # (h, w) distance to the mask's border in pixels
+
+
+# Each finish: (canvas, rng, shade (h, w), tex (h, w, 3), colour name, templates) ->
+# (shade, tex, colour name). Shade multiplies the texture; 1 = flat, evenly lit.
+
+
+def _surgical(mc: _Canvas, rng, shade, tex, name, templates):
+    n = int(rng.integers(2, 5))
+    centres = np.linspace(0.3, 0.75, n) + rng.normal(0, 0.02, n)
+    vv = mc.vn + rng.uniform(-0.15, 0.15) * mc.un**2  # pleats bow a little with the face
+    wdt = rng.uniform(0.015, 0.03)
+    for c in centres:  # a fold: a dark crease with a highlight just above it
+        shade = shade - 0.22 * np.exp(-(((vv - c) / wdt) ** 2))
+        shade = shade + 0.1 * np.exp(-(((vv - c + 2.2 * wdt) / (1.5 * wdt)) ** 2))
+    shade = shade - 0.08 * (mc.edge < rng.uniform(2.0, 4.0))  # the bound edge
+    shade = shade - 0.1 * np.exp(-(((mc.vn - 0.04) / 0.03) ** 2))  # nose wire
+    return shade, tex, name
+
+
+def _kn95(mc: _Canvas, rng, shade, tex, name, templates):
+    fr = mc.frame
+    b, c = fr.local(0.5 * (fr.lm[28] + fr.lm[29])), fr.loc[8]
+    t = (c - b) / max(np.linalg.norm(c - b), 1e-6)
+    side = (mc.U - b[0]) * t[1] - (mc.V - b[1]) * t[0]  # signed distance to the seam (iod)
+    shade = shade - 0.25 * np.exp(-((side * fr.iod / 1.2) ** 2))  # the centre seam
+    shade = shade - 0.05 * np.sign(side) * rng.uniform(0.3, 1.0)  # two panels, lit differently
+    shade = shade - 0.12 * (np.abs(mc.edge - rng.uniform(3, 5)) < 0.8)  # welded rim line
+    return shade, tex, name
+
+
+def _n95(mc: _Canvas, rng, shade, tex, name, templates):
+    r2 = mc.un**2 + (2 * (mc.vn - 0.55)) ** 2
+    shade = shade - 0.18 * r2 + 0.18 * np.exp(-r2 / 0.15)  # cup: bright dome, darker sides
+    shade = shade - 0.12 * (mc.edge < rng.uniform(3, 6))  # foam rim
+    if rng.random() < 0.4:  # exhalation valve on one cheek
+        cu = rng.choice([-0.45, 0.45])
+        rr = np.sqrt(((mc.un - cu) * mc.half) ** 2 + ((mc.vn - 0.62) * mc.height) ** 2)
+        rad = rng.uniform(0.14, 0.2)
+        valve = rr < rad
+        grey = PALETTES["kn95"]["grey"]
+        vcol = np.array(grey if rng.random() < 0.5 else (200, 90, 60), np.float32)
+        tex = np.where(valve[..., None], vcol, tex)
+        ring = 1.0 - 0.25 * (np.abs(rr - rad * 0.6) < 0.03) + 0.1 * (rr < rad * 0.3)
+        shade = np.where(valve, ring, shade)
+    return shade, tex, name
+
+
+def _cloth(mc: _Canvas, rng, shade, tex, name, templates):
+    n_patterns = len(CLOTH_PATTERNS) - (0 if templates and templates.textures else 1)
+    pattern = CLOTH_PATTERNS[rng.integers(n_patterns)]  # "texture" needs a templates folder
+    other = _pick_colour("cloth", rng)[0]
+    px, py = mc.U * mc.frame.iod, mc.V * mc.frame.iod  # pixels, in the face's frame
+    if pattern == "stripes":
+        ang, period = rng.uniform(0, np.pi), rng.uniform(6, 16)
+        on = (px * np.cos(ang) + py * np.sin(ang)) % period < period * rng.uniform(0.3, 0.6)
+        tex = np.where(on[..., None], other, tex)
+    elif pattern == "dots":
+        period = rng.uniform(8, 16)
+        qx = px % period - period / 2
+        qy = (py + (px // period) % 2 * period / 2) % period - period / 2  # staggered rows
+        on = qx**2 + qy**2 < (period * rng.uniform(0.15, 0.3)) ** 2
+        tex = np.where(on[..., None], other, tex)
+    elif pattern == "check":
+        period = rng.uniform(8, 20)
+        a, b = (px // period) % 2, (py // period) % 2
+        tex = tex * (0.75 + 0.25 * a)[..., None] + other * (0.25 * b)[..., None]
+    elif pattern == "texture":
+        path = templates.textures[rng.integers(len(templates.textures))]
+        tex = _tile(templates.texture(path), *mc.box.shape, rng).astype(np.float32)
+    name = f"texture {path.stem}" if pattern == "texture" else f"{name} {pattern}"
+    if rng.random() < 0.5:  # centre seam of a sewn mask
+        shade = shade - 0.15 * np.exp(-((mc.un * mc.half * mc.frame.iod) ** 2))
+    shade = shade - 0.1 * (mc.edge < rng.uniform(2, 4))  # hem
+    return shade, tex, name
+
+
+_FINISHES = {"surgical": _surgical, "kn95": _kn95, "n95": _n95, "cloth": _cloth}
+
+
 def _procedural(
     face: np.ndarray,
     landmarks: np.ndarray,
@@ -428,10 +520,10 @@ def _procedural(
     style: str,
     templates: TemplateSet | None,
 ) -> tuple[np.ndarray, np.ndarray, str]:
+    # 1. Outline from the landmarks, rasterised once: that raster is the seg.
     h, w = face.shape[:2]
     frame = _FaceFrame(landmarks)
-    ranges = _SHAPE_RANGES[style]
-    shape = _Shape(**{k: float(rng.uniform(*r)) for k, r in ranges.items()})
+    shape = _Shape(**{k: float(rng.uniform(*r)) for k, r in _SHAPE_RANGES[style].items()})
     outline = frame.world(_outline(frame, shape))
     seg = _rasterise(outline, h, w)
     if not seg.any():
@@ -440,115 +532,29 @@ def _procedural(
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
     box = seg[y0:y1, x0:x1]  # everything below works on the mask's bounding box only
 
-    # Local coordinates of every box pixel: un across (-1..1 at the sides), vn down (0 top..1 bottom).
+    # 2. Coordinates of every box pixel in the face's frame and across / down the mask.
     gy, gx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
     d = np.stack([gx - frame.origin[0], gy - frame.origin[1]], -1) / frame.iod
     U, V = d @ frame.u.astype(np.float32), d @ frame.v.astype(np.float32)
-    ol = frame.local(outline)  # (N, 2) outline in local coordinates
+    ol = frame.local(outline)  # (N, 2)
     axis_u = frame.loc[[27, 30, 33, 51, 57, 8], 0].mean()
     half = max((ol[:, 0].max() - ol[:, 0].min()) / 2, 1e-3)
-    un = (U - axis_u) / half
-    vtop, vbot = ol[:, 1].min(), ol[:, 1].max()
-    vn = (V - vtop) / max(vbot - vtop, 1e-3)
-
-    colour, name = _pick_colour(style, rng)
-    # Distance to the mask edge (px): bindings, rims and seams along the border.
+    vtop, height = ol[:, 1].min(), max(ol[:, 1].max() - ol[:, 1].min(), 1e-3)
     edge = cv2.distanceTransform(np.pad(box.astype(np.uint8), 1), cv2.DIST_L2, 3)[1:-1, 1:-1]
+    mc = _Canvas(frame, box, U, V, (U - axis_u) / half, (V - vtop) / height, half, height, edge)
 
+    # 3. Colour, overall shading (curvature and a light direction), then the style's finish.
+    colour, name = _pick_colour(style, rng)
     light = rng.uniform(-0.12, 0.12, 2)
-    shade = (
-        1.0
-        - rng.uniform(0.12, 0.3) * un**2
-        - 0.12 * (vn - 0.45) ** 2
-        + light[0] * un
-        + light[1] * (vn - 0.5)
-    )
+    shade = 1.0 - rng.uniform(0.12, 0.3) * mc.un**2 - 0.12 * (mc.vn - 0.45) ** 2
+    shade = shade + light[0] * mc.un + light[1] * (mc.vn - 0.5)
     tex = np.broadcast_to(colour, (*box.shape, 3)).astype(np.float32)
+    shade, tex, name = _FINISHES[style](mc, rng, shade, tex, name, templates)
 
-    if style == "surgical":
-        n = int(rng.integers(2, 5))
-        centres = np.linspace(0.3, 0.75, n) + rng.normal(0, 0.02, n)
-        bend = rng.uniform(-0.15, 0.15)
-        vv = vn + bend * un**2  # pleats bow a little with the face's curve
-        wdt = rng.uniform(0.015, 0.03)
-        for c in centres:
-            shade = (
-                shade
-                - 0.22 * np.exp(-(((vv - c) / wdt) ** 2))
-                + 0.1 * np.exp(-(((vv - c + 2.2 * wdt) / (1.5 * wdt)) ** 2))
-            )
-        shade = shade - 0.08 * (edge < rng.uniform(2.0, 4.0))  # the bound edge
-        shade = shade - 0.1 * np.exp(-(((vn - 0.04) / 0.03) ** 2))  # nose wire
-    elif style == "kn95":
-        b = frame.local(0.5 * (frame.lm[28] + frame.lm[29]))
-        c = frame.loc[8]
-        t = (c - b) / max(np.linalg.norm(c - b), 1e-6)
-        side = (U - b[0]) * t[1] - (V - b[1]) * t[0]  # signed distance to the seam (iod units)
-        shade = (
-            shade
-            - 0.25 * np.exp(-((side * frame.iod / 1.2) ** 2))
-            - 0.05 * np.sign(side) * rng.uniform(0.3, 1.0)
-        )
-        shade = shade - 0.12 * (np.abs(edge - rng.uniform(3, 5)) < 0.8)  # welded rim line
-    elif style == "n95":
-        r2 = un**2 + (2 * (vn - 0.55)) ** 2
-        shade = shade - 0.18 * r2 + 0.18 * np.exp(-r2 / 0.15)  # cup: bright dome, darker sides
-        shade = shade - 0.12 * (edge < rng.uniform(3, 6))  # foam rim
-        if rng.random() < 0.4:  # exhalation valve on one cheek
-            cu, cv_ = rng.choice([-0.45, 0.45]), 0.62
-            rr = np.sqrt(((un - cu) * half) ** 2 + ((vn - cv_) * (vbot - vtop)) ** 2)
-            rad = rng.uniform(0.14, 0.2)
-            valve = rr < rad
-            vcol = np.array(
-                PALETTES["kn95"]["grey"] if rng.random() < 0.5 else (200, 90, 60), np.float32
-            )
-            tex = np.where(valve[..., None], vcol, tex)
-            shade = np.where(
-                valve, 1.0 - 0.25 * (np.abs(rr - rad * 0.6) < 0.03) + 0.1 * (rr < rad * 0.3), shade
-            )
-    else:  # cloth
-        pattern = CLOTH_PATTERNS[
-            rng.integers(len(CLOTH_PATTERNS) - (0 if templates and templates.textures else 1))
-        ]
-        other = _pick_colour("cloth", rng)[0]
-        px = U * frame.iod
-        py = V * frame.iod
-        if pattern == "stripes":
-            ang = rng.uniform(0, np.pi)
-            period = rng.uniform(6, 16)
-            s = (px * np.cos(ang) + py * np.sin(ang)) % period < period * rng.uniform(0.3, 0.6)
-            tex = np.where(s[..., None], other, tex)
-        elif pattern == "dots":
-            period = rng.uniform(8, 16)
-            qx, qy = (
-                px % period - period / 2,
-                (py + (px // period) % 2 * period / 2) % period - period / 2,
-            )
-            tex = np.where(
-                (qx**2 + qy**2 < (period * rng.uniform(0.15, 0.3)) ** 2)[..., None], other, tex
-            )
-        elif pattern == "check":
-            period = rng.uniform(8, 20)
-            a = (px // period) % 2
-            b = (py // period) % 2
-            tex = tex * (0.75 + 0.25 * a)[..., None] + other * (0.25 * b)[..., None]
-        elif pattern == "texture":
-            path = templates.textures[rng.integers(len(templates.textures))]
-            tex = _tile(templates.texture(path), *box.shape, rng).astype(np.float32)
-            name = f"texture {path.stem}"
-        if pattern != "texture":
-            name = f"{name} {pattern}"
-        if rng.random() < 0.5:  # centre seam of a sewn mask
-            shade = shade - 0.15 * np.exp(-(((un * half * frame.iod) / 1.0) ** 2))
-        shade = shade - 0.1 * (edge < rng.uniform(2, 4))  # hem
-
-    # Fabric grain and slow blotches, then shading.
+    # 4. Fabric grain and slow blotches; paint exactly the seg's pixels.
     grain = rng.normal(0, rng.uniform(0.01, 0.035), box.shape).astype(np.float32)
-    low = cv2.resize(
-        rng.normal(0, 0.03, (4, 4)).astype(np.float32),
-        box.shape[::-1],
-        interpolation=cv2.INTER_CUBIC,
-    )
+    blotch = rng.normal(0, 0.03, (4, 4)).astype(np.float32)
+    low = cv2.resize(blotch, box.shape[::-1], interpolation=cv2.INTER_CUBIC)
     tex = tex * np.clip(shade + grain + low, 0.2, 1.4)[..., None]
     out = face.copy()
     region = out[y0:y1, x0:x1]
