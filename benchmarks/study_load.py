@@ -5,7 +5,7 @@ includes committing it and returning the quality screen; and the quality click's
 brings the next picture), and counts lost, duplicated and altered responses (must all be 0).
 
     .venv/bin/python benchmarks/study_load.py                  # 50 raters, own server, temp dir
-    .venv/bin/python benchmarks/study_load.py --raters 50 --methods all --per-expression 7
+    .venv/bin/python benchmarks/study_load.py --think-ms 0     # stress: clicks back to back
     .venv/bin/python benchmarks/study_load.py --url http://127.0.0.1:7861 --token T   # a live server
 """
 
@@ -47,7 +47,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--double-every", type=int, default=4, help="send every n-th click twice at once"
     )
-    p.add_argument("--think-ms", type=float, default=0.0, help="pause between clicks (0: stress)")
+    p.add_argument(
+        "--think-ms",
+        type=float,
+        default=1000.0,
+        help="mean pause before an expression click (half that before the rating); "
+        "1000 is a fast rater (the paper's raters took ~5 s a picture); 0 is a stress test",
+    )
     p.add_argument("--url", default=None, help="use a running server instead of starting one")
     p.add_argument("--token", default=None, help="its admin token (to read the export)")
     p.add_argument("--workdir", type=Path, default=None, help="keep the database here")
@@ -124,8 +130,8 @@ def rater(url: str, code: str, args, barrier, answer_ms, rate_ms, sent, errors) 
             index = screen.trial_index
             expression, quality = rng.choice(EXPRESSIONS), rng.randint(1, 7)
             rt = rng.uniform(400, 2500)
-            if args.think_ms:
-                time.sleep(args.think_ms / 1000)
+            if args.think_ms:  # looking at the face before the click
+                time.sleep(args.think_ms / 1000 * rng.uniform(0.5, 1.5))
             clicks += 1
             repeats = 2 if args.double_every and clicks % args.double_every == 0 else 1
 
@@ -137,6 +143,8 @@ def rater(url: str, code: str, args, barrier, answer_ms, rate_ms, sent, errors) 
             threads = [threading.Thread(target=answer) for _ in range(repeats)]
             [t.start() for t in threads]
             [t.join() for t in threads]
+            if args.think_ms:  # reading the quality scale
+                time.sleep(args.think_ms / 1000 * rng.uniform(0.25, 0.75))
             t0 = time.perf_counter()
             screen = client.rate(index, quality)
             rate_ms.append((time.perf_counter() - t0) * 1000)

@@ -209,8 +209,8 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
 
     pages = [consent_page, register_page, instructions_page, trial_page, break_page, done_page]
 
-    # Plain update dicts, not component instances: Gradio builds a whole config for each
-    # instance returned, which was most of an answer's server time.
+    # Page switches are property updates, which Gradio pays for by rebuilding the component
+    # server-side; they happen a few times a session. Trials change values only.
     def show(page: gr.Column) -> dict:
         return {p: gr.update(visible=p is page) for p in pages}
 
