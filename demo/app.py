@@ -100,7 +100,10 @@ def _compare_tab(visit: gr.State) -> None:
     timings = gr.Markdown(elem_id="timings")
     with gr.Row():
         chosen = gr.Dropdown(
-            service.method_choices(), value=None, label="Result pasted back into the photo"
+            service.method_choices(),
+            value=None,
+            label="Result pasted back into the photo",
+            elem_id="chosen",
         )
         pasted = gr.Image(
             label="In the photo", type="numpy", format="png", interactive=False, elem_id="pasted"
@@ -121,6 +124,8 @@ def _compare_tab(visit: gr.State) -> None:
         concurrency_id="run",
     ).then(service.download, [visit], [download], api_name="download")  # zip after the gallery
     chosen.input(service.paste, [visit, chosen], [pasted], api_name="paste")
+    # Clicking a result in the gallery pastes that one back (same as the dropdown).
+    results.select(_pick, [visit], [chosen, pasted], api_name="pick", api_visibility="private")
 
 
 # --- handlers: unpack a service.View into the components' values ------------------------------
@@ -153,6 +158,13 @@ def _run(visit, editor, keys, chosen):
         view.photo,
         gr.update(choices=ran, value=view.chosen),
     )
+
+
+def _pick(visit, evt: gr.SelectData):
+    key = service.key_at(visit, evt.index)
+    if key is None:  # the input or the ground truth: nothing to paste
+        return gr.skip(), gr.skip()
+    return key, service.paste(visit, key)
 
 
 def _study_tab() -> None:

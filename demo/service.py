@@ -301,6 +301,14 @@ def download(visit: Visit) -> str | None:
     return str(write_zip(visit.prepared, visit.results))
 
 
+def key_at(visit: Visit, index: int) -> str | None:
+    """The method key shown at gallery position `index` (None for the input or the truth)."""
+    first = 1 + (visit.prepared is not None and visit.prepared.truth is not None)
+    keys = list(visit.results)
+    i = int(index) - first
+    return keys[i] if 0 <= i < len(keys) else None
+
+
 def paste(visit: Visit, key: str | None) -> np.ndarray | None:
     """The result of method `key` blended back into the full photo (None before a run)."""
     if visit.prepared is None or key not in visit.results:

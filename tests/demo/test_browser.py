@@ -87,6 +87,11 @@ def test_upload_run_and_compare(browser, demo_server, masked_astronaut_png, tmp_
         text = results.inner_text()
         for spec in METHODS.values():
             assert f"{spec.label} · " in text, (spec.label, text)
+        # Clicking a result in the gallery pastes that one back into the photo.
+        results.locator("button.thumbnail-item", has_text="Patch-based (Telea) ·").click()
+        page.wait_for_function(
+            "() => document.querySelector('#chosen input')?.value === 'Patch-based (Telea)'"
+        )
         assert "Traceback" not in page.content()
     finally:  # also on failure: the page as it was is the best clue
         page.screenshot(path=str(tmp_path / "demo.png"), full_page=True)

@@ -96,6 +96,8 @@ def test_run_shows_truth_and_one_result_per_method(visit):
         names = set(zf.namelist())
     assert {"input_face.png", "mask.png", "ground_truth_face.png", "timings.csv"} <= names
     assert {f"{k}_face.png" for k in METHODS} | {f"{k}_photo.png" for k in METHODS} <= names
+    assert service.key_at(view.visit, 0) is None and service.key_at(view.visit, 1) is None
+    assert service.key_at(view.visit, 2) == next(iter(METHODS))
     pasted = service.paste(view.visit, "telea")
     assert pasted.shape == visit.prepared.photo.shape
 
