@@ -162,7 +162,7 @@ def examples() -> list[tuple[str, str]]:
     folder.mkdir(parents=True, exist_ok=True)
     photo = np.ascontiguousarray(data.astronaut())
     plain = folder / "astronaut.png"
-    Image.fromarray(photo).save(plain)
+    _save_atomic(photo, plain)
     try:
         prepared = pipeline.Prepared(photo, pipeline.find_face(photo)[0], _empty_mask())
     except pipeline.InputError as err:  # no face detector: offer the plain photo only
@@ -175,10 +175,17 @@ def examples() -> list[tuple[str, str]]:
         closeup = masked.photo[top:bottom, left:right]
         closeup = cv2.resize(closeup, (EXAMPLE_SIZE, EXAMPLE_SIZE), interpolation=cv2.INTER_CUBIC)
         path = folder / f"astronaut_{style}.png"
-        Image.fromarray(closeup).save(path)
+        _save_atomic(closeup, path)
         out.append((f"astronaut, {style} mask", str(path)))
     out.append(("astronaut, no mask", str(plain)))
     return out
+
+
+def _save_atomic(image: np.ndarray, path: Path) -> None:
+    """Write a PNG so that another process (a second server, a test) never reads half of it."""
+    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex}.png")
+    Image.fromarray(image).save(tmp)
+    os.replace(tmp, path)
 
 
 def _closeup_box(prepared: pipeline.Prepared) -> tuple[int, int, int, int]:
