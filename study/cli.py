@@ -1,18 +1,22 @@
 """`unmask study build|serve|export`: make the stimuli, run the rater app, write the long-format CSV.
 
-`serve` runs the Gradio app under uvicorn beside two token-protected HTTP routes for scripts
-(`/study/admin/export.csv`, `/study/admin/progress.json`) and an open `/study/health`.
+`serve` runs the Gradio app under uvicorn beside token-protected HTTP routes for scripts
+(`/study/admin/export.csv`, `/study/admin/progress.json`, `/study/admin/timings.json`: server
+time per event) and an open `/study/health`.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
+from collections import defaultdict, deque
 from pathlib import Path
 
 from model.config import REPO_DIR, set_offline_env
 
 DEFAULT_STIMULI = REPO_DIR / "study_data" / "stimuli"
+RUN_PREFIX = "/gradio_api/run/"  # Gradio's direct-call route, used by the study's events
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -124,6 +128,17 @@ def make_server_app(service, admin_token: str):
     from study.service import check_token
 
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    # Server-side wall time of each study event (request in -> reply out), for load tests.
+    timings: dict[str, deque] = defaultdict(lambda: deque(maxlen=100_000))
+
+    @app.middleware("http")
+    async def time_study_events(request, call_next):
+        t0 = time.perf_counter()
+        response = await call_next(request)
+        path = request.url.path
+        if path.startswith(RUN_PREFIX):
+            timings[path[len(RUN_PREFIX) :].strip("/")].append((time.perf_counter() - t0) * 1000)
+        return response
 
     def require(authorization: str | None, x_study_token: str | None) -> None:
         given = x_study_token
@@ -166,6 +181,14 @@ def make_server_app(service, admin_token: str):
             for p in service.progress()
         ]
         return JSONResponse({"participants": people, "lists": service.list_progress()})
+
+    @app.get("/study/admin/timings.json")
+    def timings_json(
+        authorization: str | None = Header(default=None),
+        x_study_token: str | None = Header(default=None),
+    ):
+        require(authorization, x_study_token)
+        return JSONResponse({name: list(values) for name, values in timings.items()})
 
     blocks = build_study_app(service, admin_token=admin_token)
     return gr.mount_gradio_app(app, blocks, path="/", footer_links=["gradio"])

@@ -108,7 +108,11 @@ def test_thirty_concurrent_raters_every_answer_once(served):
 def test_admin_refused_without_token(served):
     service, server = served
     for headers in ({}, {"X-Study-Token": "wrong"}, {"Authorization": "Bearer nope"}):
-        for route in ("/study/admin/export.csv", "/study/admin/progress.json"):
+        for route in (
+            "/study/admin/export.csv",
+            "/study/admin/progress.json",
+            "/study/admin/timings.json",
+        ):
             r = httpx.get(server.url + route, headers=headers)
             assert r.status_code == 401, route
             assert "participant_id" not in r.text
