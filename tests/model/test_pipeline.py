@@ -148,9 +148,24 @@ def test_several_faces_use_the_largest_and_say_so(astronaut):
     assert centre[0] < astronaut.shape[1]
 
 
-def test_masked_closeup_without_a_detection_is_aligned_as_a_closeup(prepared):
+def test_masked_closeup_is_found_behind_the_mask(prepared):
+    """dlib's HOG misses this masked face; CenterFace finds it and the eyes land on the template."""
+    from model.faces import TEMPLATE_EYE_LEFT, TEMPLATE_EYE_RIGHT
+
     masked = pipeline.with_synthetic_mask(prepared, "surgical", seed=0).photo
-    closeup = np.ascontiguousarray(masked[10:250, 100:340])  # dlib's detectors miss this face
+    closeup = np.ascontiguousarray(masked[10:250, 100:340])
     p = pipeline.prepare(closeup)
     assert p.aligned.image.shape == (256, 256, 3)
-    assert any("close-up" in m for m in p.messages)
+    assert not any("close-up" in m for m in p.messages)
+    eyes = np.stack([p.aligned.landmarks[36:42].mean(0), p.aligned.landmarks[42:48].mean(0)])
+    expected = np.array([TEMPLATE_EYE_LEFT, TEMPLATE_EYE_RIGHT]) * 256
+    assert np.abs(eyes - expected).max() < 6
+
+
+def test_closeup_guess_aligns_a_face_no_detector_sees(prepared):
+    masked = pipeline.with_synthetic_mask(prepared, "surgical", seed=0).photo
+    closeup = np.ascontiguousarray(masked[10:250, 100:340])
+    guessed = pipeline._align_as_closeup(closeup)
+    assert guessed is not None and guessed.image.shape == (256, 256, 3)
+
+
