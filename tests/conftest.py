@@ -16,7 +16,9 @@ def shared_or_skip(*parts: str):
     """Path inside ../shared/data, or skip the test with a clear reason when it is absent."""
     path = SHARED.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"research data not present at {path} (set UNMASK_SHARED_DATA or put ../shared/data beside the repo)")
+        pytest.skip(
+            f"research data not present at {path} (set UNMASK_SHARED_DATA or put ../shared/data beside the repo)"
+        )
     return path
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -11,22 +10,17 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from support import free_port
 
 from model.config import REPO_DIR
 
 READY_TIMEOUT_S = 180
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def demo_server(tmp_path_factory) -> str:
     """URL of `python -m model demo` launched in a subprocess; stopped after the session."""
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path_factory.mktemp("demo-server") / "server.log"
     env = {**os.environ, "UNMASK_UNTRAINED": "1", "GRADIO_ANALYTICS_ENABLED": "False",
            "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1",

@@ -2,42 +2,22 @@
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+from support import chromium_browser
 
 from model.methods import METHODS
 
 pytestmark = [pytest.mark.browser, pytest.mark.server]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 
 
 @pytest.fixture(scope="module")
 def browser():
-    if not CHROMIUM.exists() and not shutil.which("chromium"):
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium; see .ci/run)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM if CHROMIUM.exists() else shutil.which("chromium")),
-            headless=True,
-            args=CHROMIUM_ARGS,
-        )
-        yield browser
-        browser.close()
+    with chromium_browser() as b:
+        yield b
 
 
 def test_upload_run_and_compare(browser, demo_server, masked_astronaut_png, tmp_path):

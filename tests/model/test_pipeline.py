@@ -167,5 +167,3 @@ def test_closeup_guess_aligns_a_face_no_detector_sees(prepared):
     closeup = np.ascontiguousarray(masked[10:250, 100:340])
     guessed = pipeline._align_as_closeup(closeup)
     assert guessed is not None and guessed.image.shape == (256, 256, 3)
-
-

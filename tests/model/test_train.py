@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from support import free_port
 
 from model.checkpoint import WeightsError, load_weights, save_weights
 from model.methods import METHODS
@@ -263,14 +264,6 @@ def _ddp_worker(rank: int, world: int, port: int, argv: list[str]) -> None:
     assert main(argv) == 0
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_ddp_two_cpu_processes_match_one(splits, weights_dir, tmp_path, monkeypatch):
     """2 processes (gloo, batch 2 each) and one process (batch 4) make the same weights.
 
@@ -304,7 +297,7 @@ def test_ddp_two_cpu_processes_match_one(splits, weights_dir, tmp_path, monkeypa
         monkeypatch.delenv(v, raising=False)
     tmp.start_processes(
         _ddp_worker,
-        args=(2, _free_port(), [*common, "--run-dir", str(tmp_path / "ddp")]),
+        args=(2, free_port(), [*common, "--run-dir", str(tmp_path / "ddp")]),
         nprocs=2,
         start_method="fork",
     )

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
+from support import free_port
 
 from model.config import REPO_DIR
 from study.db import make_engine
@@ -32,12 +32,6 @@ def make_study(folder: Path, **kw) -> StudyService:
     service = StudyService(make_engine(folder / "study.sqlite"))
     service.register_stimuli(rows, stim)
     return service
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class StudyServer:

@@ -3,23 +3,12 @@ mid-session, thank-you; the stored response times are positive and plausible."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from study_helpers import StudyServer, make_study
+from support import chromium_browser
 
 pytestmark = [pytest.mark.browser, pytest.mark.server]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 # Quotes, SQL and markup: must come back as the same text, never as markup or a dialog.
 CODE = '<img src=y onerror=alert(1)>\'; DROP TABLE trials;--"q"<b>x</b>'
 TIMEOUT_MS = 60_000
@@ -27,17 +16,10 @@ TIMEOUT_MS = 60_000
 
 @pytest.fixture
 def page():
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not at /usr/bin/chromium (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
+    with chromium_browser() as browser:
         page = browser.new_page(viewport={"width": 1000, "height": 1100})
         page.set_default_timeout(TIMEOUT_MS)
         yield page
-        browser.close()
 
 
 def visible(page, selector: str) -> None:
