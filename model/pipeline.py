@@ -248,8 +248,11 @@ def _plausible_closeup(face: np.ndarray) -> bool:
     return 0.05 <= cover <= 0.7 and below_eyes >= 0.75
 
 
-def predict_mask(face: np.ndarray) -> tuple[np.ndarray, list[str], str]:
-    """Mask region of an aligned face: (bool (256, 256), notes, source)."""
+def predict_mask(
+    face: np.ndarray, landmarks: np.ndarray | None = None
+) -> tuple[np.ndarray, list[str], str]:
+    """Mask region of an aligned face (cleaned with its landmarks when given):
+    (bool (256, 256), notes, source)."""
     segmenter = get_segmenter()
     if segmenter is None:
         empty = np.zeros((IMAGE_SIZE, IMAGE_SIZE), dtype=bool)
@@ -261,7 +264,9 @@ def predict_mask(face: np.ndarray) -> tuple[np.ndarray, list[str], str]:
             ],
             "none",
         )
-    mask = np.asarray(segmenter.predict(face), dtype=bool)
+    from model.segmenter import clean_mask
+
+    mask = clean_mask(segmenter.predict(face), landmarks)
     notes = []
     if mask.mean() < 0.01:
         notes.append(
@@ -284,7 +289,7 @@ def prepare(photo: Any, *, mask: Any = None) -> Prepared:
         region = _given_mask(mask, image.shape[:2], aligned.matrix)
         source = "given"
     else:
-        region, notes, source = predict_mask(aligned.image)
+        region, notes, source = predict_mask(aligned.image, aligned.landmarks)
         messages += notes
     return Prepared(image, aligned, region, messages, source)
 

@@ -42,6 +42,28 @@ class Segmenter:
         return mask[0, 0].cpu().numpy()
 
 
+def clean_mask(mask: np.ndarray, landmarks: np.ndarray | None = None) -> np.ndarray:
+    """A predicted mask region made plausible: one piece, no holes, nothing over the eyes.
+
+    Real photos bring patterns the synthetic masks never had: the raw prediction can leave holes
+    in printed fabric and stray blobs on hair or background. A face mask is one solid region
+    below the eyes, so keep the largest connected piece, fill its holes, and (given the aligned
+    68 landmarks) clear everything above the lower eyelids.
+    """
+    import cv2
+    from scipy.ndimage import binary_fill_holes
+
+    m = np.asarray(mask, dtype=bool).copy()
+    if landmarks is not None:
+        eyes_bottom = float(np.max(np.asarray(landmarks)[[40, 41, 46, 47], 1]))
+        m[: max(0, int(np.ceil(eyes_bottom)) + 2)] = False
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(m.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return m
+    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    return binary_fill_holes(labels == largest)
+
+
 def load_segmenter(
     untrained: bool = False,
     *,
