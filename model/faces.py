@@ -102,13 +102,13 @@ def cnn_face_detector():
 
 
 @functools.cache
-@functools.cache
 def _centerface_available() -> bool:
     from model import centerface
 
     return centerface.available()
 
 
+@functools.cache
 def shape_predictor():
     """dlib's 68-point landmark predictor (cached per process)."""
     import dlib
