@@ -88,6 +88,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a training run folder (runs/<name>): evaluate each checkpoints/step_*.pt -> table1.md/csv",
     )
     parser.add_argument(
+        "--segmenter",
+        action="store_true",
+        help="evaluate the mask segmenter instead: IoU on --split -> segmenter.md/json under --out, "
+        "and its predictions on real masked photos -> segmenter_real.png under --figures",
+    )
+    parser.add_argument(
         "--untrained",
         nargs="?",
         const="compact",
@@ -644,4 +650,8 @@ def run(args) -> int:
         raise SystemExit("unmask eval: --data DIR (or --run RUN_DIR) is required")
     # A context, not set_grad_enabled(False): callers in the same process (tests) keep autograd.
     with torch.no_grad():
+        if args.segmenter:
+            from model.segmenter_eval import run_segmenter_report
+
+            return run_segmenter_report(args)
         return run_table1(args) if args.run is not None else run_table2(args)
