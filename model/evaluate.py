@@ -88,6 +88,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a training run folder (runs/<name>): evaluate each checkpoints/step_*.pt -> table1.md/csv",
     )
     parser.add_argument(
+        "--weights-dir",
+        type=Path,
+        default=None,
+        help="read the networks' weights from this folder instead of model/weights (e.g. a "
+        "retrain's, to compare before replacing the shipped ones)",
+    )
+    parser.add_argument(
         "--segmenter",
         action="store_true",
         help="evaluate the mask segmenter instead: IoU on --split -> segmenter.md/json under --out, "
@@ -259,7 +266,13 @@ def evaluate_outputs(
     return result, kept
 
 
-def load_methods(keys: Sequence[str], *, untrained: str | None, device: torch.device):
+def load_methods(
+    keys: Sequence[str],
+    *,
+    untrained: str | None,
+    device: torch.device,
+    weights_dir: Path | None = None,
+):
     """Build each method; a method that cannot be built (weights not trained yet, a missing
     module) is reported as a note instead of stopping the evaluation."""
     loaded, notes = {}, {}
@@ -269,6 +282,8 @@ def load_methods(keys: Sequence[str], *, untrained: str | None, device: torch.de
         kwargs: dict = {}
         if spec.trainable:
             kwargs = {"device": device}
+            if weights_dir is not None:
+                kwargs["weights_dir"] = weights_dir
             if untrained:
                 kwargs |= {"untrained": True, "preset": untrained}
         try:
@@ -541,7 +556,9 @@ def run_table2(args) -> int:
     if not split.ids:
         raise SystemExit(f"no usable images in split {args.split!r} of {args.data}")
     print(f"evaluating {len(split.ids)} {args.split} images on {device}", file=sys.stderr)
-    methods, notes = load_methods(keys, untrained=args.untrained, device=device)
+    methods, notes = load_methods(
+        keys, untrained=args.untrained, device=device, weights_dir=args.weights_dir
+    )
     for key, note in notes.items():
         print(f"skipping {key}: {note}", file=sys.stderr)
     refs = None if args.no_face_metrics else face_refs(split)
