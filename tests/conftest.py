@@ -28,3 +28,21 @@ def astronaut() -> np.ndarray:
     from skimage import data
 
     return np.ascontiguousarray(data.astronaut())
+
+
+@pytest.fixture
+def gan_weights_missing(monkeypatch):
+    """model.pipeline as on a fresh clone before any training: every trainable method fails to
+    load with the WeightsError a missing file gives; telea still loads."""
+    from model import pipeline
+    from model.checkpoint import WeightsError
+    from model.methods import METHODS
+
+    real = pipeline._method
+
+    def no_gan_weights(key: str, untrained: bool):
+        if METHODS[key].trainable:
+            raise WeightsError(f"model/weights/{key}.safetensors not found")
+        return real(key, untrained)
+
+    monkeypatch.setattr(pipeline, "_method", no_gan_weights)

@@ -108,17 +108,7 @@ def test_run_a_chosen_subset(visit):
     assert view.chosen == "telea"
 
 
-def test_missing_weights_are_explained_per_method(visit, monkeypatch):
-    from model.checkpoint import WeightsError
-
-    real = pipeline._method
-
-    def no_gan_weights(key: str, untrained: bool):
-        if METHODS[key].trainable:
-            raise WeightsError(f"model/weights/{key}.safetensors not found")
-        return real(key, untrained)
-
-    monkeypatch.setattr(pipeline, "_method", no_gan_weights)
+def test_missing_weights_are_explained_per_method(visit, gan_weights_missing):
     view = service.run(visit, None, None)
     assert list(view.visit.results) == ["telea"]
     for spec in METHODS.values():

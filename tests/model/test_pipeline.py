@@ -53,17 +53,7 @@ def test_every_method_runs_and_is_timed(prepared):
         assert seconds >= 0
 
 
-def test_missing_weights_become_a_message_per_method(prepared, monkeypatch):
-    from model.checkpoint import WeightsError
-
-    real = pipeline._method
-
-    def no_gan_weights(key: str, untrained: bool):
-        if METHODS[key].trainable:
-            raise WeightsError(f"model/weights/{key}.safetensors not found")
-        return real(key, untrained)
-
-    monkeypatch.setattr(pipeline, "_method", no_gan_weights)
+def test_missing_weights_become_a_message_per_method(prepared, gan_weights_missing):
     masked = pipeline.with_synthetic_mask(prepared, "cloth", seed=3)
     results = pipeline.run_methods(masked.aligned.image, masked.mask, [*METHODS, "nope"])
     assert list(results) == ["telea"]
