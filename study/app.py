@@ -13,7 +13,7 @@ import os
 import secrets
 import sys
 import tempfile
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 
 import gradio as gr
@@ -63,11 +63,21 @@ Your answers have been saved. You may close this page.
 """
 PROGRESS_HEADERS = ["code", "list", "answered", "rated", "trials", "started", "last answer", "done"]
 LIST_HEADERS = ["list", "participants", "completed"]
-STAGE_CSS = (
-    '#study-page-trial:has([data-study-stage="quality"]) #study-expression-row,'
-    '#study-page-trial:has([data-study-stage="expression"]) #study-quality-row,'
-    '#study-page-trial:has([data-study-stage=""]) .study-choice {display: none !important;}'
+# The trial page's blocks and the stage of the trial (set by the status line) that shows each:
+# page changes during trials are CSS on one small value, never component updates (below).
+STAGE_BLOCKS = {
+    "expression": "study-expression-row",
+    "quality": "study-quality-row",
+    "break": "study-page-break",
+    "stale": "study-resync-row",
+    "done": "study-page-done",
+}
+STAGE_CSS = "".join(
+    f'#study-page-trial:not(:has([data-study-stage="{stage}"])) #{block}'
+    " {display: none !important;}"
+    for stage, block in STAGE_BLOCKS.items()
 )
+STALE = "This picture was already answered (in another window?): continue with the current one."
 
 # Runs once when the image component mounts, and again after each new value is rendered: the
 # frame in which the new image is painted is taken as the time it was shown.
@@ -109,24 +119,25 @@ def default_service() -> StudyService:
     return StudyService()
 
 
+@lru_cache(maxsize=512)
+def _data_uri(png: bytes) -> str:
+    """The picture as a data URI; the service hands out one bytes object per stimulus, whose
+    hash Python keeps, so a cache hit costs a dict lookup."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
 def _image_html(view: TrialView) -> str:
-    data = base64.b64encode(view.image_png).decode("ascii")
     return (
         '<div style="display:flex;justify-content:center;min-height:264px">'
         f'<img class="study-stim-img" data-trial="{view.trial_index}" alt="face" draggable="false"'
-        f' style="width:256px;height:256px" src="data:image/png;base64,{data}"></div>'
+        f' style="width:256px;height:256px" src="{_data_uri(view.image_png)}"></div>'
     )
 
 
 def _status_html(text: str, stage: str = "", msg: str = "") -> str:
-    """Progress line + the trial's stage; CSS keyed on the stage shows one row of buttons.
-
-    Switching rows through this one small value, instead of two visibility updates, spares
-    Gradio rebuilding both rows server-side on every click.
-    """
+    """Progress line + the trial's stage, which STAGE_CSS turns into the block shown."""
     message = f'<p class="study-message"><strong>{html.escape(msg)}</strong></p>' if msg else ""
     return (
-        f"<style>{STAGE_CSS}</style>"
         f'<div class="study-status" data-study-stage="{stage}"><p><strong>{html.escape(text)}'
         f"</strong></p>{message}</div>"
     )
@@ -174,26 +185,30 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
         gr.Markdown(INSTRUCTIONS)
         begin_btn = gr.Button("Begin practice", variant="primary", elem_id="study-begin")
     with gr.Column(visible=False, elem_id="study-page-trial") as trial_page:
+        # Rendered once; the status line's stage then picks the block shown (STAGE_BLOCKS).
+        gr.HTML(f"<style>{STAGE_CSS}</style>", elem_id="study-stage-css", padding=False)
         status = gr.HTML("", elem_id="study-progress")
         stim_html = gr.HTML("", js_on_load=JS_STAMP_SHOWN, elem_id="study-stimulus")
-        with gr.Column(elem_id="study-expression-row", elem_classes="study-choice"):
+        with gr.Column(elem_id=STAGE_BLOCKS["expression"]):
             gr.Markdown("Which expression do you see?")
             with gr.Row():
                 expression_btns = {
                     e: gr.Button(e.capitalize(), elem_id=f"study-expr-{e}") for e in EXPRESSIONS
                 }
-        with gr.Column(elem_id="study-quality-row", elem_classes="study-choice"):
+        with gr.Column(elem_id=STAGE_BLOCKS["quality"]):
             lo, hi = QUALITY_SCALE
             gr.Markdown(f"How good is the picture's quality? {lo} = worst, {hi} = best.")
             with gr.Row():
                 quality_btns = {
                     q: gr.Button(str(q), elem_id=f"study-quality-{q}") for q in range(lo, hi + 1)
                 }
-    with gr.Column(visible=False, elem_id="study-page-break") as break_page:
-        gr.Markdown(BREAK)
-        continue_btn = gr.Button("Start", variant="primary", elem_id="study-continue")
-    with gr.Column(visible=False, elem_id="study-page-done") as done_page:
-        gr.Markdown(DONE)
+        with gr.Column(elem_id=STAGE_BLOCKS["break"]):
+            gr.Markdown(BREAK)
+            continue_btn = gr.Button("Start", variant="primary", elem_id="study-continue")
+        with gr.Column(elem_id=STAGE_BLOCKS["stale"]):
+            resync_btn = gr.Button("Continue", variant="primary", elem_id="study-resync")
+        with gr.Column(elem_id=STAGE_BLOCKS["done"]):
+            gr.Markdown(DONE)
 
     with gr.Accordion("Experimenter", open=False):
         admin_key = gr.Textbox(label="Admin token", type="password", elem_id="study-admin-token")
@@ -207,31 +222,32 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
         admin_lists = gr.Dataframe(headers=LIST_HEADERS, label="Lists", interactive=False)
         admin_file = gr.File(label="Long-format export", interactive=False)
 
-    pages = [consent_page, register_page, instructions_page, trial_page, break_page, done_page]
+    pages = [consent_page, register_page, instructions_page, trial_page]
 
-    # Page switches are property updates, which Gradio pays for by rebuilding the component
-    # server-side; they happen a few times a session. Trials change values only.
+    # Gradio rebuilds a component server-side for every property update, and for every output
+    # an event lists but the handler leaves out (an implicit skip). Page switches, which need
+    # them, happen a few times a session; the events of a trial list only the outputs they
+    # always fill with plain values: the picture, the status line (whose stage picks the block
+    # shown), the trial index.
     def show(page: gr.Column) -> dict:
         return {p: gr.update(visible=p is page) for p in pages}
 
-    def trial_updates(view: TrialView | None, msg: str = "", *, page: bool = True) -> dict:
-        """The screen for `view`; `page=False` when the trial page is already the one shown.
-
-        Only values change between trials (no component's properties): Gradio rebuilds a
-        component server-side for each property update, which dominated the cost of a click.
-        """
+    def screen(view: TrialView | None, msg: str = "") -> dict:
+        """The trial page's values for `view` (None: all done)."""
         if view is None:
-            return {**show(done_page), trial_box: -1, stim_html: "", status: _status_html("")}
-        out = {
+            return {stim_html: "", status: _status_html("", "done"), trial_box: -1}
+        return {
             stim_html: _image_html(view),
             status: _status_html(_progress(view), view.stage, msg),
             trial_box: view.trial_index,
         }
-        if page:
-            out.update(show(trial_page))
-        return out
 
-    trial_outputs = [*pages, stim_html, status, trial_box]
+    def problem(exc: StudyError, trial_index: int = -1) -> dict:
+        """A refused request: the message, no picture (the page's trial index is kept)."""
+        return {stim_html: "", status: _status_html("", "", str(exc)), trial_box: trial_index}
+
+    screen_outputs = [stim_html, status, trial_box]
+    page_outputs = [*pages, *screen_outputs]
     # Cheap database calls: answered directly (no queue round trips), never behind each other.
     events = {"concurrency_limit": None, "queue": False}
 
@@ -292,12 +308,12 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
             return {**show(instructions_page), **common}
         if view is not None and view.stage == "expression":
             view = service.next_trial(token)  # shown again: a new show time
-        return {**trial_updates(view), **common}
+        return {**show(trial_page), **screen(view), **common}
 
     root.load(
         on_resume,
         [saved],
-        [*trial_outputs, sess, saved, code_view],
+        [*page_outputs, sess, saved, code_view],
         api_name="study_resume",
         **events,
     )
@@ -305,60 +321,63 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
     # -- trials ------------------------------------------------------------------------------
     def on_next(state: dict) -> dict:
         try:
-            return trial_updates(service.next_trial(state.get("token")))
+            return screen(service.next_trial(state.get("token")))
         except StudyError as exc:
-            return {status: _status_html("", "", str(exc))}
+            return problem(exc)
 
-    begin_btn.click(on_next, [sess], trial_outputs, api_name="study_begin", **events)
-    continue_btn.click(on_next, [sess], trial_outputs, api_name="study_continue", **events)
+    begin_btn.click(
+        lambda state: {**show(trial_page), **on_next(state)},
+        [sess],
+        page_outputs,
+        api_name="study_begin",
+        **events,
+    )
+    continue_btn.click(on_next, [sess], screen_outputs, api_name="study_continue", **events)
+    resync_btn.click(on_next, [sess], screen_outputs, api_name="study_resync", **events)
 
-    def on_answer(expression: str, trial_index, rt_ms, state: dict) -> dict:
-        token = state.get("token")
-        msg = ""
+    def on_answer(expression: str, trial_index, rt_ms, state: dict) -> str:
+        """The status line only: the picture stays up while the quality scale replaces the
+        expression buttons. A click that is not for the current trial (another window moved on)
+        offers a button to the current one instead of storing anything."""
         try:
-            service.record_response(token, int(trial_index), expression, rt_ms)
+            _outcome, view = service.answer(state.get("token"), int(trial_index), expression, rt_ms)
         except StudyError as exc:
-            msg = str(exc) if exc.reason != "not_current" else ""
-        try:
-            view = service.next_trial(token, mark_shown=False)  # a read: nothing re-timed
-        except StudyError as exc:
-            return {status: _status_html("", "", str(exc))}
-        if view is not None and view.trial_index == trial_index and view.stage == "quality":
-            # The picture stays up: only the expression buttons give way to the quality scale.
-            return {status: _status_html(_progress(view), "quality", msg)}
-        return trial_updates(view, msg)  # a stale click: show what is really current
+            if exc.reason != "not_current":
+                return _status_html("", "", str(exc))
+            view = None
+        if view is None or view.trial_index != int(trial_index) or view.stage != "quality":
+            return _status_html("", "stale", STALE)  # e.g. rated meanwhile in another window
+        return _status_html(_progress(view), "quality")
 
     for e, btn in expression_btns.items():
         btn.click(
             partial(on_answer, e),
             [trial_box, rt_box, sess],
-            trial_outputs,
+            [status],
             js=JS_RT,
             api_name=f"study_answer_{e}",
             **events,
         )
 
     def on_rate(quality: int, trial_index, state: dict) -> dict:
-        token = state.get("token")
         try:
-            outcome, view = service.rate_and_advance(token, int(trial_index), quality)
+            outcome, view = service.rate_and_advance(state.get("token"), int(trial_index), quality)
         except StudyError as exc:
-            return {status: _status_html("", "", str(exc))}
+            return problem(exc, trial_index)
         if outcome.trial_index == state.get("n_practice", 0) - 1 and view is not None:
-            # Break page; API clients see an empty picture and call study_continue.
+            # The break page; its button (API: study_continue) shows the first real trial.
             return {
-                **show(break_page),
                 stim_html: "",
-                status: _status_html("Practice done"),
+                status: _status_html("Practice done", "break"),
                 trial_box: view.trial_index,
             }
-        return trial_updates(view, page=view is None)
+        return screen(view)
 
     for q, btn in quality_btns.items():
         btn.click(
             partial(on_rate, q),
             [trial_box, sess],
-            trial_outputs,
+            screen_outputs,
             api_name=f"study_rate_{q}",
             **events,
         )

@@ -32,7 +32,8 @@ class Screen:
     progress: str
     trial_index: int  # the trial on screen; -1 when done
     message: str
-    stage: str | None  # "expression" | "quality" | None (unchanged / not a trial)
+    # "expression" | "quality" | "break" | "stale" | "done" | None (an error, or no status)
+    stage: str | None
 
     @property
     def done(self) -> bool:
@@ -40,7 +41,12 @@ class Screen:
 
     @property
     def at_break(self) -> bool:
-        return not self.html and self.trial_index >= 0 and self.progress == "Practice done"
+        return self.stage == "break"
+
+    @property
+    def stale(self) -> bool:
+        """The click was for a picture that is no longer current: call `resync()`."""
+        return self.stage == "stale"
 
 
 class StudyClient:
@@ -113,9 +119,12 @@ class StudyClient:
     def next(self) -> Screen:
         return self._screen(self.call("study_continue"))
 
+    def resync(self) -> Screen:
+        return self._screen(self.call("study_resync"))
+
     def answer(self, trial_index: int, expression: str, rt_ms: float | None) -> Screen:
         screen = self._screen(self.call(f"study_answer_{expression}", trial_index, rt_ms))
-        if screen.trial_index == -2:  # the picture stayed up: same trial, quality step
+        if screen.trial_index == -2 and screen.stage == "quality":  # the picture stays up
             screen = replace(screen, trial_index=trial_index)
         return screen
 

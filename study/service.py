@@ -22,7 +22,7 @@ from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
-from sqlalchemy import Engine, func, or_, select, update
+from sqlalchemy import Connection, Engine, Row, case, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -30,6 +30,8 @@ from model.config import EXPRESSIONS
 from study import design
 from study.db import WRITE, is_sqlite, make_engine
 from study.schema import Participant, Response, Setting, Stimulus, Trial, utcnow
+
+_P, _T, _R, _S = (m.__table__ for m in (Participant, Trial, Response, Stimulus))
 
 # DESIGN.md's long-format export, in this order.
 EXPORT_COLUMNS = (
@@ -151,6 +153,8 @@ class StudyService:
         self._refs: list[design.StimulusRef] | None = None
         self._read_image = lru_cache(maxsize=2048)(self._read_image_uncached)
         self._count_cache: dict[int, tuple[int, int]] = {}
+        self._pids: dict[str, int] = {}  # token hash -> participant id
+        self._files: dict[str, tuple[str, str]] = {}  # stimulus id -> (file, sha256)
 
     # -- units of work -------------------------------------------------------------------
     @contextmanager
@@ -236,6 +240,7 @@ class StudyService:
             s.merge(Setting(key="stimuli_dir", value=str(root)))
         self._stimuli_dir = root
         self._refs = None
+        self._files = {}
         self._read_image.cache_clear()
         return len(rows)
 
@@ -369,49 +374,95 @@ class StudyService:
             return self._info(s, self._participant(s, token), token, resumed=True)
 
     # -- trials --------------------------------------------------------------------------
-    def _current(self, s: Session, p: Participant) -> tuple[Trial, Response | None] | None:
-        """The first trial without a complete (expression + quality) response."""
-        row = s.execute(
-            select(Trial, Response)
-            .outerjoin(Response, Response.trial_id == Trial.id)
-            .where(
-                Trial.participant_id == p.id,
-                or_(Response.id.is_(None), Response.quality.is_(None)),
+    # A rater's click runs a few indexed Core statements on one connection: the ORM's object
+    # loading cost more CPU than the rest of the request (benchmarks/study_load.py).
+    @contextmanager
+    def _write_conn(self) -> Iterator[Connection]:
+        with self._write_lock or nullcontext(), self._write_engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def _read_conn(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    def _pid(self, conn: Connection, token: str | None) -> int:
+        """The participant id behind a session token (cached: neither ever changes)."""
+        if not token:
+            raise StudyError("no_session", "no session: start from the beginning")
+        key = token_hash(token)
+        pid = self._pids.get(key)
+        if pid is None:
+            pid = conn.scalar(select(_P.c.id).where(_P.c.token_hash == key))
+            if pid is None:
+                raise StudyError("no_session", "unknown session: start from the beginning")
+            self._pids[key] = pid
+        return pid
+
+    def _current(self, conn: Connection, pid: int) -> Row | None:
+        """The first trial without a complete (expression + quality) response, with its
+        response id (None before the expression click)."""
+        return conn.execute(
+            select(
+                _T.c.id,
+                _T.c.trial_index,
+                _T.c.stimulus_id,
+                _T.c.is_practice,
+                _T.c.shown_at,
+                _R.c.id.label("response_id"),
             )
-            .order_by(Trial.trial_index)
+            .select_from(_T.outerjoin(_R, _R.c.trial_id == _T.c.id))
+            .where(_T.c.participant_id == pid, or_(_R.c.id.is_(None), _R.c.quality.is_(None)))
+            .order_by(_T.c.trial_index)
             .limit(1)
         ).first()
-        return None if row is None else (row[0], row[1])
 
-    def _view(self, s: Session, p: Participant, *, mark_shown: bool) -> TrialView | None:
-        """The participant's current trial as the rater may see it, inside session `s`."""
-        current = self._current(s, p)
+    def _view(self, conn: Connection, pid: int, *, mark_shown: bool) -> TrialView | None:
+        """The participant's current trial as the rater may see it."""
+        current = self._current(conn, pid)
         if current is None:
-            if mark_shown and p.completed_at is None:
-                p.completed_at = utcnow()
+            if mark_shown:
+                conn.execute(
+                    update(_P)
+                    .where(_P.c.id == pid, _P.c.completed_at.is_(None))
+                    .values(completed_at=utcnow())
+                )
             return None
-        trial, response = current
-        if mark_shown and response is None:
-            trial.shown_at = utcnow()
-            trial.n_shown += 1
-        stim = s.get(Stimulus, trial.stimulus_id)
-        n_trials, n_practice = self._counts(s, p)
+        answered = current.response_id is not None
+        if mark_shown and not answered:
+            conn.execute(
+                update(_T)
+                .where(_T.c.id == current.id)
+                .values(shown_at=utcnow(), n_shown=_T.c.n_shown + 1)
+            )
+        n_trials, n_practice = self._counts(conn, pid)
         return TrialView(
-            trial_index=trial.trial_index,
+            trial_index=current.trial_index,
             n_trials=n_trials,
             n_practice=n_practice,
-            is_practice=trial.is_practice,
-            stage="expression" if response is None else "quality",
-            image_png=self._read_image(stim.file, stim.sha256),
+            is_practice=current.is_practice,
+            stage="quality" if answered else "expression",
+            image_png=self._read_image(*self._stimulus_file(conn, current.stimulus_id)),
         )
 
-    def _counts(self, s: Session, p: Participant) -> tuple[int, int]:
+    def _stimulus_file(self, conn: Connection, stimulus_id: str) -> tuple[str, str]:
+        """(file, sha256) of a stimulus: fixed once participants exist, so cached."""
+        if stimulus_id not in self._files:
+            rows = conn.execute(select(_S.c.id, _S.c.file, _S.c.sha256))
+            self._files = {sid: (file, sha) for sid, file, sha in rows}
+        return self._files[stimulus_id]
+
+    def _counts(self, conn: Connection, pid: int) -> tuple[int, int]:
         """(trials, practice trials) of a participant: fixed at registration, so cached."""
-        key = p.id
-        if key not in self._count_cache:
-            info = self._info(s, p, "", resumed=True)
-            self._count_cache[key] = (info.n_trials, info.n_practice)
-        return self._count_cache[key]
+        if pid not in self._count_cache:
+            n, n_practice = conn.execute(
+                select(
+                    func.count(_T.c.id),
+                    func.coalesce(func.sum(case((_T.c.is_practice, 1), else_=0)), 0),
+                ).where(_T.c.participant_id == pid)
+            ).one()
+            self._count_cache[pid] = (int(n), int(n_practice))
+        return self._count_cache[pid]
 
     def next_trial(self, token: str, *, mark_shown: bool = True) -> TrialView | None:
         """The participant's next unanswered trial (None when all are done).
@@ -419,58 +470,86 @@ class StudyService:
         It gets its server `shown_at` time and its show count bumped, unless `mark_shown` is
         False (the same screen sent again: a read, no write).
         """
-        with self._write() if mark_shown else self._read() as s:
-            return self._view(s, self._participant(s, token), mark_shown=mark_shown)
+        with self._write_conn() if mark_shown else self._read_conn() as conn:
+            return self._view(conn, self._pid(conn, token), mark_shown=mark_shown)
 
     def record_response(
         self, token: str, trial_index: int, expression: str, rt_ms: float | None = None
     ) -> RecordOutcome:
         """Store the expression answer of the current trial, once; a repeat changes nothing."""
+        return self.answer(token, trial_index, expression, rt_ms, view=False)[0]
+
+    def answer(
+        self,
+        token: str,
+        trial_index: int,
+        expression: str,
+        rt_ms: float | None = None,
+        *,
+        view: bool = True,
+    ) -> tuple[RecordOutcome, TrialView | None]:
+        """Store the expression answer (once) and, in the same transaction, read the screen
+        that follows it: the same trial at its quality step, when it was the current one.
+
+        Raises StudyError("not_current") for a trial that is not the one on screen.
+        """
         if expression not in EXPRESSIONS:
             raise StudyError("bad_expression", f"choose one of {', '.join(EXPRESSIONS)}")
         rt = _clean_rt(rt_ms)
         trial_index = int(trial_index)
         try:
-            with self._write() as s:
-                p = self._participant(s, token)
-                trial = s.scalar(
-                    select(Trial).where(
-                        Trial.participant_id == p.id, Trial.trial_index == trial_index
-                    )
-                )
-                if trial is None:
-                    raise StudyError("no_trial", f"no trial {trial_index}")
-                if trial.response is not None:
-                    return RecordOutcome(False, trial_index, trial.response.expression_chosen)
-                current = self._current(s, p)
-                if current is None or current[0].id != trial.id or trial.shown_at is None:
-                    raise StudyError("not_current", f"trial {trial_index} is not the one shown")
-                s.add(
-                    Response(
-                        trial_id=trial.id,
-                        participant_id=p.id,
-                        trial_index=trial_index,
-                        expression_chosen=expression,
-                        rt_ms=rt,
-                        answered_at=utcnow(),
-                    )
-                )
-                s.flush()
-                return RecordOutcome(True, trial_index, expression)
+            with self._write_conn() as conn:
+                pid = self._pid(conn, token)
+                outcome = self._record(conn, pid, trial_index, expression, rt)
+                return outcome, self._view(conn, pid, mark_shown=False) if view else None
         except IntegrityError:
-            # Another process stored this trial's answer first: the unique constraints held.
-            with self._read() as s:
-                r = s.scalar(
-                    select(Response)
-                    .join(Participant, Participant.id == Response.participant_id)
-                    .where(
-                        Participant.token_hash == token_hash(token),
-                        Response.trial_index == trial_index,
-                    )
-                )
-                if r is None:
+            # Another process stored this trial's answer first (engines without the in-process
+            # write lock): the unique constraints held; report what is stored.
+            with self._read_conn() as conn:
+                pid = self._pid(conn, token)
+                stored = self._stored(conn, pid, trial_index, _R.c.expression_chosen)
+                if stored is None:
                     raise
-                return RecordOutcome(False, trial_index, r.expression_chosen)
+                outcome = RecordOutcome(False, trial_index, stored)
+                return outcome, self._view(conn, pid, mark_shown=False) if view else None
+
+    @staticmethod
+    def _stored(conn: Connection, pid: int, trial_index: int, column) -> Row | None:
+        return conn.execute(
+            select(column).where(_R.c.participant_id == pid, _R.c.trial_index == trial_index)
+        ).first()
+
+    def _record(
+        self, conn: Connection, pid: int, trial_index: int, expression: str, rt: float | None
+    ) -> RecordOutcome:
+        current = self._current(conn, pid)
+        if (
+            current is not None
+            and current.trial_index == trial_index
+            and current.response_id is None
+        ):
+            if current.shown_at is None:
+                raise StudyError("not_current", f"trial {trial_index} is not shown yet")
+            conn.execute(
+                insert(_R).values(
+                    trial_id=current.id,
+                    participant_id=pid,
+                    trial_index=trial_index,
+                    expression_chosen=expression,
+                    rt_ms=rt,
+                    answered_at=utcnow(),
+                )
+            )
+            return RecordOutcome(True, trial_index, expression)
+        stored = self._stored(conn, pid, trial_index, _R.c.expression_chosen)
+        if stored is not None:  # a repeat (double click, retried request): nothing changes
+            return RecordOutcome(False, trial_index, stored.expression_chosen)
+        exists = conn.scalar(
+            select(_T.c.id).where(_T.c.participant_id == pid, _T.c.trial_index == trial_index)
+        )
+        if exists is None:
+            raise StudyError("no_trial", f"no trial {trial_index}")
+        raise StudyError("not_current", f"trial {trial_index} is not the one shown")
 
     def record_quality(self, token: str, trial_index: int, quality: int) -> RecordOutcome:
         """Store the 1..7 quality rating of an answered trial, once."""
@@ -492,33 +571,29 @@ class StudyService:
         if not lo <= quality <= hi:
             raise StudyError("bad_quality", f"quality is from {lo} to {hi}")
         trial_index = int(trial_index)
-        with self._write() as s:
-            p = self._participant(s, token)
-            done = s.execute(
-                update(Response)
+        with self._write_conn() as conn:
+            pid = self._pid(conn, token)
+            done = conn.execute(
+                update(_R)
                 .where(
-                    Response.participant_id == p.id,
-                    Response.trial_index == trial_index,
-                    Response.quality.is_(None),
+                    _R.c.participant_id == pid,
+                    _R.c.trial_index == trial_index,
+                    _R.c.quality.is_(None),
                 )
                 .values(quality=quality, rated_at=utcnow())
             )
             if done.rowcount == 1:
                 outcome = RecordOutcome(True, trial_index, quality)
             else:
-                r = s.scalar(
-                    select(Response).where(
-                        Response.participant_id == p.id, Response.trial_index == trial_index
-                    )
-                )
-                if r is None:
+                stored = self._stored(conn, pid, trial_index, _R.c.quality)
+                if stored is None:
                     raise StudyError("not_answered", "choose the expression first")
-                outcome = RecordOutcome(False, trial_index, r.quality)
+                outcome = RecordOutcome(False, trial_index, stored.quality)
             if not advance:
                 return outcome, None
-            n_practice = self._counts(s, p)[1]
+            n_practice = self._counts(conn, pid)[1]
             mark = outcome.stored and trial_index != n_practice - 1
-            return outcome, self._view(s, p, mark_shown=mark)
+            return outcome, self._view(conn, pid, mark_shown=mark)
 
     # -- admin ---------------------------------------------------------------------------
     def progress(self) -> list[ParticipantProgress]:

@@ -21,6 +21,7 @@ STUDY_EVENTS = {
     "study_resume",
     "study_begin",
     "study_continue",
+    "study_resync",
     "study_admin_progress",
     "study_admin_export",
     *(f"study_answer_{e}" for e in ("neutral", "happy", "angry", "sad", "surprise")),
