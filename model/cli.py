@@ -16,7 +16,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "data": ("model.data", "build the paired masked-face dataset, or a contact sheet of it"),
     "train": ("model.train", "train a method, the mask segmenter or the landmark regressor"),
     "eval": ("model.evaluate", "evaluate methods on a dataset split (papers' Tables 1 and 2)"),
-    "inpaint": ("model.inpaint", "remove the mask from photos: detect, align, segment, inpaint, paste back"),
+    "inpaint": (
+        "model.inpaint",
+        "remove the mask from photos: detect, align, segment, inpaint, paste back",
+    ),
     "demo": ("demo.app", "serve the Gradio demo (side-by-side comparison)"),
     "study": ("study.cli", "build stimuli, serve the rater study, export responses"),
 }
