@@ -54,6 +54,7 @@ GENDERS = ("female", "male", "non-binary or other", "prefer not to say")
 VISION = ("yes", "no")
 MAX_CODE_LEN = 64
 QUALITY_SCALE = (1, 7)
+REGISTRATION_LOCK = "registration_lock"  # settings row locked by registrations (not SQLite)
 MAX_RT_MS = 3_600_000.0  # an hour: anything longer is a broken clock, stored as missing
 
 
@@ -154,6 +155,7 @@ class StudyService:
         self._read_image = lru_cache(maxsize=2048)(self._read_image_uncached)
         self._count_cache: dict[int, tuple[int, int]] = {}
         self._pids: dict[str, int] = {}  # token hash -> participant id
+        self._registration_lock_ready = False
         self._files: dict[str, tuple[str, str]] = {}  # stimulus id -> (file, sha256)
 
     # -- units of work -------------------------------------------------------------------
@@ -299,10 +301,17 @@ class StudyService:
         refs = self.stimulus_refs() or self._reload_refs()
         if not refs:
             raise StudyError("no_stimuli", "no stimuli registered: run `unmask study build`")
+        self._registration_lock_row()
         for _attempt in range(5):
             token = secrets.token_urlsafe(24)
             try:
                 with self._write() as s:
+                    if self._write_lock is None:  # one registration at a time (next ordinal)
+                        s.execute(
+                            select(Setting.key)
+                            .where(Setting.key == REGISTRATION_LOCK)
+                            .with_for_update()
+                        )
                     existing = s.scalar(select(Participant).where(Participant.code == code))
                     if existing is not None:
                         if resume_token and hmac.compare_digest(
@@ -348,6 +357,20 @@ class StudyService:
             except IntegrityError:
                 continue  # another process took the code or the ordinal in between: look again
         raise StudyError("busy", "could not register, please try again")
+
+    def _registration_lock_row(self) -> None:
+        """The row registrations lock on engines with concurrent writers (PostgreSQL): each
+        reads the highest ordinal then inserts the next, so two at once would collide on every
+        retry. SQLite needs none: the process's write lock and BEGIN IMMEDIATE serialise them."""
+        if self._write_lock is not None or self._registration_lock_ready:
+            return
+        try:
+            with self._write() as s:
+                if s.get(Setting, REGISTRATION_LOCK) is None:
+                    s.add(Setting(key=REGISTRATION_LOCK, value="row locked by registrations"))
+        except IntegrityError:
+            pass  # made by another process at the same moment
+        self._registration_lock_ready = True
 
     def _info(self, s: Session, p: Participant, token: str, *, resumed: bool) -> SessionInfo:
         n = s.scalar(select(func.count(Trial.id)).where(Trial.participant_id == p.id)) or 0
@@ -510,7 +533,7 @@ class StudyService:
                 stored = self._stored(conn, pid, trial_index, _R.c.expression_chosen)
                 if stored is None:
                     raise
-                outcome = RecordOutcome(False, trial_index, stored)
+                outcome = RecordOutcome(False, trial_index, stored.expression_chosen)
                 return outcome, self._view(conn, pid, mark_shown=False) if view else None
 
     @staticmethod

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import httpx
 from support import free_port
 
-from model.config import REPO_DIR
+from model.config import EXPRESSIONS, REPO_DIR
 from study.db import make_engine
+from study.http_client import StudyClient
 from study.service import StudyService
 from study.stimuli import build_synthetic_stimuli
 
@@ -34,10 +37,51 @@ def make_study(folder: Path, **kw) -> StudyService:
     return service
 
 
-class StudyServer:
-    """`unmask study serve` in a subprocess on 127.0.0.1 (kill() is a crash: SIGKILL)."""
+def complete_session(url: str, code: str, rng: random.Random, double_every: int = 3) -> dict:
+    """One rater from code to thank-you; every few trials the click is sent twice at once."""
+    client = StudyClient(url)
+    client.start(code)
+    screen = client.begin()
+    given = {}
+    step = 0
+    while not screen.done:
+        if screen.at_break:
+            screen = client.next()
+            continue
+        index = screen.trial_index
+        assert screen.stage == "expression", screen
+        expression = rng.choice(EXPRESSIONS)
+        rt = rng.uniform(300, 3000)
+        quality = rng.randint(1, 7)
+        step += 1
+        if step % double_every == 0:  # a double click: two identical requests in flight
+            results = [None, None]
 
-    def __init__(self, db: Path, log: Path, token: str = ADMIN_TOKEN):
+            def send(i, index=index, expression=expression, rt=rt, results=results):
+                results[i] = client.answer(index, expression, rt)
+
+            threads = [threading.Thread(target=send, args=(i,)) for i in range(2)]
+            [t.start() for t in threads]
+            [t.join() for t in threads]
+            screen = results[0]
+            client.rate(index, quality)  # and the quality button pressed twice in a row
+            screen = client.rate(index, quality)
+        else:
+            screen = client.answer(index, expression, rt)
+            assert screen.stage == "quality" and screen.trial_index == index
+            screen = client.rate(index, quality)
+        given[index] = (expression, quality, rt)
+    client.close()
+    return given
+
+
+class StudyServer:
+    """`unmask study serve` in a subprocess on 127.0.0.1 (kill() is a crash: SIGKILL).
+
+    `db` is a SQLite file or a database URL (e.g. a PostgreSQL one).
+    """
+
+    def __init__(self, db: Path | str, log: Path, token: str = ADMIN_TOKEN):
         self.db, self.log_path, self.token = db, log, token
         self.proc: subprocess.Popen | None = None
         self.port = 0

@@ -13,9 +13,8 @@ from collections import Counter
 
 import httpx
 import pytest
-from study_helpers import ADMIN_TOKEN, StudyServer, make_study
+from study_helpers import ADMIN_TOKEN, StudyServer, complete_session, make_study
 
-from model.config import EXPRESSIONS
 from study.http_client import StudyClient, StudyHTTPError
 from study.service import EXPORT_COLUMNS
 
@@ -31,44 +30,6 @@ def served(tmp_path_factory):
     server = StudyServer(folder / "study.sqlite", folder / "server.log").start()
     yield service, server
     server.stop()
-
-
-def complete_session(url: str, code: str, rng: random.Random, double_every: int = 3) -> dict:
-    """One rater from code to thank-you; every few trials the click is sent twice at once."""
-    client = StudyClient(url)
-    client.start(code)
-    screen = client.begin()
-    given = {}
-    step = 0
-    while not screen.done:
-        if screen.at_break:
-            screen = client.next()
-            continue
-        index = screen.trial_index
-        assert screen.stage == "expression", screen
-        expression = rng.choice(EXPRESSIONS)
-        rt = rng.uniform(300, 3000)
-        quality = rng.randint(1, 7)
-        step += 1
-        if step % double_every == 0:  # a double click: two identical requests in flight
-            results = [None, None]
-
-            def send(i, index=index, expression=expression, rt=rt, results=results):
-                results[i] = client.answer(index, expression, rt)
-
-            threads = [threading.Thread(target=send, args=(i,)) for i in range(2)]
-            [t.start() for t in threads]
-            [t.join() for t in threads]
-            screen = results[0]
-            client.rate(index, quality)  # and the quality button pressed twice in a row
-            screen = client.rate(index, quality)
-        else:
-            screen = client.answer(index, expression, rt)
-            assert screen.stage == "quality" and screen.trial_index == index
-            screen = client.rate(index, quality)
-        given[index] = (expression, quality, rt)
-    client.close()
-    return given
 
 
 def test_thirty_concurrent_raters_every_answer_once(served):
