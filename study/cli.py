@@ -37,7 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--methods", default="all", help="'all' or a comma list of method keys")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--practice", type=int, default=3, help="practice trials (faces not reused)")
-    b.add_argument("--catch", type=int, default=4, help="catch trials (unmasked happy faces)")
+    b.add_argument(
+        "--catch",
+        type=int,
+        default=4,
+        help="catch trials: unmasked faces that >= 90%% of the norms' observers agreed on, "
+        "happy, surprise, sad and angry in turn (happy only without Image_info.xls)",
+    )
     b.add_argument(
         "--untrained",
         action="store_true",

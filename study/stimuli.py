@@ -11,8 +11,9 @@ import csv
 import hashlib
 import random
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
+from itertools import zip_longest
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +26,15 @@ from study.service import StimulusRow, StudyService
 # 5th character of an expressions-tw file name -> our vocabulary (e disgusted, f fearful and
 # 0 unlabelled are dropped: not in the study's five).
 EXPRESSION_CODES = {"a": "neutral", "b": "happy", "c": "sad", "d": "angry", "g": "surprise"}
-# Catch faces: unmasked and unmistakable. In the norms every rater agreed on every happy face
-# (226/226); the other expressions are misread now and then, so they are not used for catches.
-CATCH_EXPRESSIONS = ("happy",)
+# Catch faces: unmasked and unmistakable, with different answers (a rater who always clicks one
+# button must fail them). "Unmistakable" is read from the norms' observer agreement
+# (Image_info.xls, columns G-L: the proportion of observers who chose each category; the norms
+# rate no neutral category). Without the sheet, happy faces only: the norms' label is the
+# observers' choice for every one of them (226/226), less so for the others.
+NORMS_INFO = "Image_info.xls"
+NORMS_CATEGORIES = ("happy", "sad", "angry", "disgusted", "fearful", "surprise")  # columns G-L
+CATCH_EXPRESSIONS = ("happy", "surprise", "sad", "angry")
+CATCH_MIN_AGREEMENT = 0.9
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 MANIFEST = "manifest.csv"
 MANIFEST_COLUMNS = (
@@ -60,15 +67,17 @@ class Selection:
     catch: list[FaceFile]
 
 
+def expression_of(stem: str) -> str | None:
+    """The performed expression in an expressions-tw file stem (5th character), if one of ours."""
+    return EXPRESSION_CODES.get(stem[4].lower()) if len(stem) >= 5 else None
+
+
 def parse_face_name(path: Path) -> FaceFile | None:
     """FaceFile for an expressions-tw style name, None for other expressions / other files."""
-    stem = path.stem
-    if path.suffix.lower() not in IMAGE_SUFFIXES or len(stem) < 5:
+    expression = expression_of(path.stem)
+    if path.suffix.lower() not in IMAGE_SUFFIXES or expression is None:
         return None
-    expression = EXPRESSION_CODES.get(stem[4].lower())
-    if expression is None:
-        return None
-    return FaceFile(path, stem, stem[:2], expression)
+    return FaceFile(path, path.stem, path.stem[:2], expression)
 
 
 def scan_faces(faces_dir: str | Path) -> list[FaceFile]:
@@ -113,6 +122,62 @@ def rank_faces(faces: Sequence[FaceFile], seed: int) -> dict[str, list[FaceFile]
         previous.append([f.performer for f in order])
         ranked[expression] = order
     return ranked
+
+
+def read_agreement(faces_dir: str | Path, log=print) -> dict[str, float]:
+    """image_id -> proportion of the norms' observers who chose its performed expression.
+
+    Read from Image_info.xls in `faces_dir` or its parent; {} when there is none or it cannot be
+    read (the builder then says so and falls back to happy catch faces).
+    """
+    faces_dir = Path(faces_dir)
+    sheet = next(
+        (d / NORMS_INFO for d in (faces_dir, faces_dir.parent) if (d / NORMS_INFO).is_file()), None
+    )
+    if sheet is None:
+        return {}
+    import pandas as pd
+
+    try:
+        table = pd.read_excel(sheet, engine="calamine", header=None)
+    except Exception as exc:  # a damaged or unexpected sheet: catches fall back, the build goes on
+        log(f"note: cannot read {sheet} ({exc}); catch faces will be happy ones")
+        return {}
+    agreement: dict[str, float] = {}
+    for row in table.itertuples(index=False):
+        stem = Path(str(row[0])).stem  # the sheet names the original .tif files
+        expression = expression_of(stem)
+        if expression not in NORMS_CATEGORIES:
+            continue
+        try:
+            value = float(row[6 + NORMS_CATEGORIES.index(expression)])
+        except (TypeError, ValueError, IndexError):
+            continue
+        if value == value:  # not NaN
+            agreement[stem] = value
+    return agreement
+
+
+def catch_candidates(
+    ranked: dict[str, list[FaceFile]],
+    agreement: dict[str, float],
+    exclude: Iterable[str] = (),
+) -> list[FaceFile]:
+    """Catch faces in the order to try them: the catch expressions in turn, each face agreed on
+    by >= CATCH_MIN_AGREEMENT of the norms' observers, in its performer-balanced rank order;
+    faces in `exclude` (image ids already used) left out."""
+    exclude = set(exclude)
+    if not agreement:
+        return [f for f in ranked.get("happy", []) if f.image_id not in exclude]
+    pools = [
+        [
+            f
+            for f in ranked.get(e, [])
+            if f.image_id not in exclude and agreement.get(f.image_id, 0.0) >= CATCH_MIN_AGREEMENT
+        ]
+        for e in CATCH_EXPRESSIONS
+    ]
+    return [f for group in zip_longest(*pools) for f in group if f is not None]
 
 
 def stimulus_id(image_id: str, method: str, seed: int) -> str:
@@ -242,9 +307,11 @@ def build_stimuli(
     mixed = [f for e in EXPRESSIONS for f in ranked[e]]
     rng.shuffle(mixed)
     take(mixed, n_practice, "practice", lambda i: [conditions[(i * 3 + 1) % k]])
-    # 3. Catch faces: unmasked, unmistakable expression.
-    catch_pool = [f for e in CATCH_EXPRESSIONS for f in ranked[e]]
-    take(catch_pool, n_catch, "catch", lambda _i: [REAL])
+    # 3. Catch faces: unmasked, unmistakable expression, the answers varying.
+    agreement = read_agreement(faces_dir, log)
+    if not agreement:
+        log(f"note: no {NORMS_INFO} beside {faces_dir}: catch faces will be happy ones")
+    take(catch_candidates(ranked, agreement, used), n_catch, "catch", lambda _i: [REAL])
 
     write_manifest(out_dir, rows, extra)
     return rows
@@ -325,7 +392,7 @@ def build_synthetic_stimuli(
             "practice",
         )
     for j in range(n_catch):
-        add(f"catch{j:02d}", "happy", REAL, "catch")
+        add(f"catch{j:02d}", CATCH_EXPRESSIONS[j % len(CATCH_EXPRESSIONS)], REAL, "catch")
     write_manifest(out_dir, rows)
     return rows
 

@@ -18,8 +18,10 @@ from study.service import StudyService
 from study.stimuli import (
     FaceFile,
     build_stimuli,
+    catch_candidates,
     parse_face_name,
     rank_faces,
+    read_agreement,
     read_manifest,
     register,
     resolve_methods,
@@ -133,7 +135,7 @@ def test_build_from_the_expression_norms(tmp_path):
         methods=["telea"],
         per_expression=2,
         n_practice=1,
-        n_catch=1,
+        n_catch=4,
         seed=0,
         log=lambda *_: None,
     )
@@ -144,5 +146,48 @@ def test_build_from_the_expression_norms(tmp_path):
     # The labels come from the file names: 5th character a/b/c/d/g.
     codes = {"neutral": "a", "happy": "b", "sad": "c", "angry": "d", "surprise": "g"}
     assert all(r.image_id[4] == codes[r.expression] for r in rows)
-    (catch,) = [r for r in rows if r.role == "catch"]
-    assert catch.expression == "happy" and catch.method == REAL
+    # Catch faces: four different answers, each face agreed on by >= 90% of the norms' observers.
+    catches = [r for r in rows if r.role == "catch"]
+    assert {r.method for r in catches} == {REAL}
+    assert sorted(r.expression for r in catches) == ["angry", "happy", "sad", "surprise"]
+    agreement = read_agreement(faces)
+    assert all(agreement[r.image_id] >= 0.9 for r in catches)
+
+
+@pytest.mark.data
+def test_read_agreement_from_the_norms():
+    agreement = read_agreement(shared_or_skip("expressions-tw", "images"))
+    # Observers' choice of the performed category: every happy face of the norms was read as
+    # happy by most of them; fearful and disgusted are not in the study's five.
+    present = {p.stem for p in shared_or_skip("expressions-tw", "images").iterdir()}
+    happy = sorted(v for k, v in agreement.items() if k[4] == "b" and k in present)
+    assert len(happy) == 226 and happy[len(happy) // 2] >= 0.9  # 226 happy faces, median agreed
+    assert {k[4] for k in agreement} == {"b", "c", "d", "g"}  # no neutral category in the norms
+    assert all(0.0 <= v <= 1.0 for v in agreement.values())
+
+
+def test_catch_candidates_alternate_answers():
+    def faces(code: str, expression: str, n: int) -> list[FaceFile]:
+        return [
+            FaceFile(Path(f"0{j}11{code}01.jpg"), f"0{j}11{code}01", f"0{j}", expression)
+            for j in range(n)
+        ]
+
+    ranked = {
+        "neutral": faces("a", "neutral", 3),
+        "happy": faces("b", "happy", 3),
+        "sad": faces("c", "sad", 3),
+        "angry": faces("d", "angry", 3),
+        "surprise": faces("g", "surprise", 3),
+    }
+    agreement = {f.image_id: 0.95 for e in ranked for f in ranked[e]}
+    agreement["0011c01"] = 0.5  # a sad face often misread: never a catch
+    order = catch_candidates(ranked, agreement)
+    assert [f.expression for f in order[:4]] == ["happy", "surprise", "sad", "angry"]
+    assert "0011c01" not in {f.image_id for f in order}
+    assert all(f.expression != "neutral" for f in order)
+    first_happy = ranked["happy"][0].image_id
+    assert catch_candidates(ranked, agreement, exclude=[first_happy])[0].image_id != first_happy
+    # No norms sheet: happy faces only.
+    assert {f.expression for f in catch_candidates(ranked, {})} == {"happy"}
+    assert read_agreement(Path(__file__).parent) == {}
