@@ -72,10 +72,13 @@ STAGE_BLOCKS = {
     "stale": "study-resync-row",
     "done": "study-page-done",
 }
-STAGE_CSS = "".join(
-    f'#study-page-trial:not(:has([data-study-stage="{stage}"])) #{block}'
-    " {display: none !important;}"
-    for stage, block in STAGE_BLOCKS.items()
+STAGE_CSS = (
+    "".join(
+        f'#study-page-trial:not(:has([data-study-stage="{stage}"])) #{block}'
+        " {display: none !important;}"
+        for stage, block in STAGE_BLOCKS.items()
+    )
+    + '#study-page-trial:has([data-study-stage="stale"]) #study-stimulus {display: none !important;}'
 )
 STALE = "This picture was already answered (in another window?): continue with the current one."
 
@@ -368,7 +371,7 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
             # The break page; its button (API: study_continue) shows the first real trial.
             return {
                 stim_html: "",
-                status: _status_html("Practice done", "break"),
+                status: _status_html("", "break"),
                 trial_box: view.trial_index,
             }
         return screen(view)

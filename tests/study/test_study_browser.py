@@ -1,5 +1,6 @@
 """End to end in Debian's Chromium (Playwright): consent, code, practice, three trials, a reload
-mid-session, thank-you; the stored response times are positive and plausible."""
+mid-session, a second tab finishing a picture, thank-you; the stored response times are
+positive and plausible."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ TIMEOUT_MS = 60_000
 @pytest.fixture
 def page():
     with chromium_browser() as browser:
-        page = browser.new_page(viewport={"width": 1000, "height": 1100})
+        # A context of its own (not browser.new_page): a second tab shares its storage.
+        page = browser.new_context(viewport={"width": 1000, "height": 1100}).new_page()
         page.set_default_timeout(TIMEOUT_MS)
         yield page
 
@@ -67,6 +69,21 @@ def test_rater_flow_in_chromium(tmp_path, page):
             page.wait_for_timeout(250)  # the rater looks at the face
             if index == 1:
                 page.screenshot(path=str(tmp_path / "study_trial.png"))
+            if index == 3:
+                # A second tab of the same browser resumes here and finishes this picture;
+                # the first tab's click then offers to continue instead of storing anything.
+                other = page.context.new_page()
+                other.goto(server.url)
+                visible(other, img)
+                other.click("#study-expr-sad")
+                visible(other, "#study-quality-row")
+                other.click("#study-quality-2")
+                visible(other, "#study-page-done")
+                page.click("#study-expr-happy")
+                visible(page, "#study-resync-row")
+                assert page.locator("#study-stimulus img").is_hidden()
+                page.click("#study-resync")
+                break
             page.click("#study-expr-happy")
             visible(page, "#study-quality-row")
             page.click("#study-quality-5")
@@ -84,7 +101,8 @@ def test_rater_flow_in_chromium(tmp_path, page):
     assert [r["trial_index"] for r in rows] == [0, 1, 2, 3]
     assert [r["is_practice"] for r in rows] == [1, 0, 0, 0]
     assert all(r["participant_id"] == CODE for r in rows)
-    assert all(r["expression_chosen"] == "happy" and r["quality"] == 5 for r in rows)
+    chosen = [(r["expression_chosen"], r["quality"]) for r in rows]
+    assert chosen == [("happy", 5)] * 3 + [("sad", 2)]
     for r in rows:
         assert isinstance(r["rt_ms"], float) and 50 < r["rt_ms"] < 60_000, r
     (person,) = service.progress()

@@ -142,3 +142,29 @@ def test_hostile_codes_stored_and_shown_harmlessly(served, code):
     rows = [row for row in csv.DictReader(io.StringIO(r.text)) if row["participant_id"] == code]
     assert len(rows) == 1 and rows[0]["expression_chosen"] == "sad"
     assert code in [p.code for p in service.progress()]
+
+
+def test_stale_click_offers_the_current_trial(served):
+    """Two windows on one session: a click on a picture the other window already finished
+    stores nothing new and offers a button (study_resync) to the current picture."""
+    service, server = served
+    first = StudyClient(server.url)
+    first.start("two-windows")
+    screen = first.begin()  # the practice picture, then the break, then picture 1
+    first.answer(screen.trial_index, "happy", 700.0)
+    assert first.rate(screen.trial_index, 4).at_break
+    screen = first.next()
+    second = StudyClient(server.url)
+    assert second.resume(first.token).trial_index == screen.trial_index
+    index = screen.trial_index
+    first.answer(index, "sad", 800.0)
+    first.rate(index, 6)
+    late = second.answer(index, "happy", 900.0)
+    assert late.stale and late.message.startswith("This picture was already answered")
+    current = second.resync()
+    assert current.stage == "expression" and current.trial_index > index
+    rows = [r for r in service.export_rows() if r["participant_id"] == "two-windows"]
+    assert [(r["expression_chosen"], r["quality"], r["rt_ms"]) for r in rows] == [
+        ("happy", 4, 700.0),
+        ("sad", 6, 800.0),
+    ]
