@@ -245,9 +245,10 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
             trial_box: view.trial_index,
         }
 
-    def problem(exc: StudyError, trial_index: int = -1) -> dict:
-        """A refused request: the message, no picture (the page's trial index is kept)."""
-        return {stim_html: "", status: _status_html("", "", str(exc)), trial_box: trial_index}
+    def problem(exc: StudyError) -> dict:
+        """A refused request: the message, no picture, the page's trial index left as it is
+        (a rare path, so the skip's server-side rebuild does not matter)."""
+        return {stim_html: "", status: _status_html("", "", str(exc)), trial_box: gr.skip()}
 
     screen_outputs = [stim_html, status, trial_box]
     page_outputs = [*pages, *screen_outputs]
@@ -343,12 +344,12 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
         expression buttons. A click that is not for the current trial (another window moved on)
         offers a button to the current one instead of storing anything."""
         try:
-            _outcome, view = service.answer(state.get("token"), int(trial_index), expression, rt_ms)
+            outcome, view = service.answer(state.get("token"), trial_index, expression, rt_ms)
         except StudyError as exc:
             if exc.reason != "not_current":
                 return _status_html("", "", str(exc))
-            view = None
-        if view is None or view.trial_index != int(trial_index) or view.stage != "quality":
+            outcome = view = None
+        if view is None or view.trial_index != outcome.trial_index or view.stage != "quality":
             return _status_html("", "stale", STALE)  # e.g. rated meanwhile in another window
         return _status_html(_progress(view), "quality")
 
@@ -364,9 +365,9 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
 
     def on_rate(quality: int, trial_index, state: dict) -> dict:
         try:
-            outcome, view = service.rate_and_advance(state.get("token"), int(trial_index), quality)
+            outcome, view = service.rate_and_advance(state.get("token"), trial_index, quality)
         except StudyError as exc:
-            return problem(exc, trial_index)
+            return problem(exc)
         if outcome.trial_index == state.get("n_practice", 0) - 1 and view is not None:
             # The break page; its button (API: study_continue) shows the first real trial.
             return {

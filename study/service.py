@@ -55,7 +55,8 @@ VISION = ("yes", "no")
 MAX_CODE_LEN = 64
 QUALITY_SCALE = (1, 7)
 REGISTRATION_LOCK = "registration_lock"  # settings row locked by registrations (not SQLite)
-MAX_RT_MS = 3_600_000.0  # an hour: anything longer is a broken clock, stored as missing
+MAX_RT_MS = 3_600_000.0
+MAX_TRIALS = 100_000  # far beyond any session; bounds a client-sent index  # an hour: anything longer is a broken clock, stored as missing
 
 
 class StudyError(ValueError):
@@ -519,7 +520,7 @@ class StudyService:
         if expression not in EXPRESSIONS:
             raise StudyError("bad_expression", f"choose one of {', '.join(EXPRESSIONS)}")
         rt = _clean_rt(rt_ms)
-        trial_index = int(trial_index)
+        trial_index = _trial_index(trial_index)
         try:
             with self._write_conn() as conn:
                 pid = self._pid(conn, token)
@@ -593,7 +594,7 @@ class StudyService:
         lo, hi = QUALITY_SCALE
         if not lo <= quality <= hi:
             raise StudyError("bad_quality", f"quality is from {lo} to {hi}")
-        trial_index = int(trial_index)
+        trial_index = _trial_index(trial_index)
         with self._write_conn() as conn:
             pid = self._pid(conn, token)
             done = conn.execute(
@@ -723,6 +724,21 @@ class StudyService:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(self.export_csv(), encoding="utf-8", newline="")
         return path
+
+
+def _trial_index(value) -> int:
+    """A trial index from a request: a whole number in range, else a StudyError (never a crash,
+    never a database overflow)."""
+    try:
+        number = float(value)
+        index = int(number)
+    except (TypeError, ValueError, OverflowError):
+        raise StudyError("bad_trial", "the trial index is a whole number") from None
+    if index != number:
+        raise StudyError("bad_trial", "the trial index is a whole number")
+    if not 0 <= index < MAX_TRIALS:
+        raise StudyError("no_trial", f"no trial {index}")
+    return index
 
 
 def _clean_rt(rt_ms: float | None) -> float | None:

@@ -168,3 +168,27 @@ def test_stale_click_offers_the_current_trial(served):
         ("happy", 4, 700.0),
         ("sad", 6, 800.0),
     ]
+
+
+def test_malformed_requests_get_a_message_and_store_nothing(served):
+    service, server = served
+    client = StudyClient(server.url)
+    client.start("malformed")
+    screen = client.begin()
+    for index in (None, 1e20, -5, 10_000):  # no such trial: refused with a message
+        out = client._screen(client.call("study_answer_happy", index, 500))
+        assert out.stage is None and out.message, (index, out)
+        out = client._screen(client.call("study_rate_4", index))
+        assert out.stage is None and out.message, (index, out)
+    # A real trial that is not the one on screen: nothing stored, a way back to the current one.
+    assert client.answer(screen.trial_index + 7, "happy", 500).stale
+    assert client.resync().trial_index == screen.trial_index
+    # Gradio refuses a non-number for a Number input itself, with its own message.
+    with pytest.raises(StudyHTTPError, match="preprocess"):
+        client.call("study_answer_happy", "abc", 500)
+    assert not [r for r in service.export_rows() if r["participant_id"] == "malformed"]
+    # A clock the browser got wrong is stored as missing, not refused; the session goes on.
+    assert client.answer(screen.trial_index, "sad", -3.0).stage == "quality"
+    client.rate(screen.trial_index, 3)
+    (row,) = [r for r in service.export_rows() if r["participant_id"] == "malformed"]
+    assert (row["expression_chosen"], row["quality"], row["rt_ms"]) == ("sad", 3, "")
