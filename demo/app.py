@@ -26,6 +26,25 @@ QUEUE_MAX = 64
 MAX_UPLOAD = "40mb"  # larger photos are refused by the server; up to this they are downscaled
 
 
+UNREADABLE_PHOTO = (
+    "This file is not an image we can read ({reason}). Try a JPEG, PNG or WebP photo, or the "
+    "'any image file' box below for TIFF, BMP and other formats."
+)
+
+
+class PhotoImage(gr.Image):
+    """gr.Image with the same frontend, whose refusal of an unreadable file says so: Gradio
+    decodes the upload before any handler runs and would show a bare "Error"."""
+
+    is_template = True  # the frontend's `image` component
+
+    def preprocess(self, payload):
+        try:
+            return super().preprocess(payload)
+        except Exception as exc:  # any decoding failure: the visitor gets a message, no trace
+            raise gr.Error(UNREADABLE_PHOTO.format(reason=type(exc).__name__)) from exc
+
+
 def build_app() -> gr.Blocks:
     """The whole demo: Compare tab, About tab, and the study tab when study/ is installed."""
     with gr.Blocks(title="unmask: face-mask removal", delete_cache=(3600, 3600)) as app:
@@ -49,7 +68,7 @@ def _compare_tab(visit: gr.State) -> None:
         gr.Markdown(banner, elem_id="banner")
     with gr.Row():
         with gr.Column():
-            photo = gr.Image(
+            photo = PhotoImage(
                 label="Photo (upload, webcam or paste)",
                 type="filepath",
                 image_mode=None,  # keep the file as uploaded; model.imageio converts any mode

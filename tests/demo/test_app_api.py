@@ -47,7 +47,7 @@ def test_upload_then_run_every_method(demo_server, masked_astronaut_png, tmp_pat
     assert str(zip_path).endswith(".zip")
 
 
-def test_non_image_file_gets_a_message(demo_server, tmp_path):
+def test_non_image_file_gets_a_message(demo_server, masked_astronaut_png, tmp_path):
     from gradio_client import Client, handle_file
 
     path = tmp_path / "notes.txt"
@@ -55,6 +55,15 @@ def test_non_image_file_gets_a_message(demo_server, tmp_path):
     client = Client(demo_server, verbose=False, download_files=str(tmp_path))
     status = client.predict(handle_file(str(path)), api_name="/prepare_file")[0]
     assert "not an image" in status and "Traceback" not in status
+    # The photo box decodes before the handler: its refusal is a message too, not "Error".
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n and then nothing")
+    for bad in (path, broken):
+        with pytest.raises(Exception, match="not an image we can read"):
+            client.predict(handle_file(str(bad)), api_name="/prepare")
+    # The box still works afterwards.
+    status = client.predict(handle_file(str(masked_astronaut_png)), api_name="/prepare")[0]
+    assert "⚠" not in status, status
 
 
 def test_two_visitors_at_once_keep_their_own_state(demo_server, masked_astronaut_png, tmp_path):

@@ -1,0 +1,240 @@
+"""The Gradio demo's layout and event wiring (`unmask demo`); every handler calls demo.service.
+
+Per-visitor work lives in `gr.State`; models are cached once per process by model.pipeline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from model.config import set_offline_env
+
+set_offline_env()  # before gradio is imported: no analytics, no version check, no telemetry
+
+import gradio as gr  # noqa: E402
+
+from demo import service  # noqa: E402
+from model.methods import METHODS  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+# Runs are CPU-heavy: one at a time keeps each fast; uploads (face finding) may overlap.
+RUN_CONCURRENCY = 1
+DEFAULT_CONCURRENCY = 2
+QUEUE_MAX = 64
+MAX_UPLOAD = "40mb"  # larger photos are refused by the server; up to this they are downscaled
+
+
+UNREADABLE_PHOTO = (
+    "This file is not an image we can read ({reason}). Try a JPEG, PNG or WebP photo, or the "
+    "'any image file' box below for TIFF, BMP and other formats."
+)
+
+from gradio.events import Dependency
+
+class PhotoImage(gr.Image):
+    """gr.Image with the same frontend, whose refusal of an unreadable file says so: Gradio
+    decodes the upload before any handler runs and would show a bare "Error"."""
+
+    is_template = True  # the frontend's `image` component
+
+    def preprocess(self, payload):
+        try:
+            return super().preprocess(payload)
+        except Exception as exc:  # any decoding failure: the visitor gets a message, no trace
+            raise gr.Error(UNREADABLE_PHOTO.format(reason=type(exc).__name__)) from exc
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+
+def build_app() -> gr.Blocks:
+    """The whole demo: Compare tab, About tab, and the study tab when study/ is installed."""
+    with gr.Blocks(title="unmask: face-mask removal", delete_cache=(3600, 3600)) as app:
+        visit = gr.State(service.Visit())
+        gr.Markdown(
+            "# unmask\nUpload a photo of a face wearing a mask (or pick an example): the mask "
+            "region is found, every method fills it in, and you compare them side by side."
+        )
+        with gr.Tabs():
+            with gr.Tab("Compare", id="compare"):
+                _compare_tab(visit)
+            with gr.Tab("About", id="about"):
+                gr.Markdown(service.about_markdown(), elem_id="about")
+            _study_tab()
+    return app
+
+
+def _compare_tab(visit: gr.State) -> None:
+    banner = service.untrained_note()
+    if banner:
+        gr.Markdown(banner, elem_id="banner")
+    with gr.Row():
+        with gr.Column():
+            photo = PhotoImage(
+                label="Photo (upload, webcam or paste)",
+                type="filepath",
+                image_mode=None,  # keep the file as uploaded; model.imageio converts any mode
+                sources=["upload", "webcam", "clipboard"],
+                elem_id="photo",
+            )
+            any_file = gr.File(
+                label="…or any image file (TIFF, BMP, …)", file_count="single", elem_id="photo-file"
+            )
+            examples = service.examples()
+            gr.Examples(
+                examples=[[path] for _, path in examples],
+                example_labels=[caption for caption, _ in examples],
+                inputs=[photo],
+                label="Examples (skimage's astronaut with synthetic masks)",
+            )
+        with gr.Column():
+            editor = gr.ImageEditor(
+                label="Mask region (red): paint red to add, blue to erase",
+                type="numpy",
+                sources=(),
+                transforms=(),
+                brush=gr.Brush(
+                    colors=[service.ADD_COLOUR, service.ERASE_COLOUR],
+                    default_color=service.ADD_COLOUR,
+                    color_mode="fixed",
+                ),
+                eraser=gr.Eraser(),
+                layers=gr.LayerOptions(allow_additional_layers=False),
+                canvas_size=(service.EDITOR_SIZE, service.EDITOR_SIZE),
+                elem_id="mask-editor",
+            )
+            correct = gr.Button("Apply brush to the mask", elem_id="correct")
+            with gr.Accordion("No mask on the face? Add a synthetic one", open=False):
+                styles = service.style_choices()
+                style = gr.Dropdown(styles, value=styles[0], label="Mask style")
+                seed = gr.Number(0, precision=0, label="Seed")
+                add_mask = gr.Button("Add synthetic mask", elem_id="add-mask")
+    status = gr.Markdown(elem_id="status")
+    with gr.Row():
+        methods = gr.CheckboxGroup(
+            service.method_choices(), value=list(METHODS), label="Methods", scale=4
+        )
+        run = gr.Button("Remove the mask", variant="primary", elem_id="run", scale=1)
+    results = gr.Gallery(
+        label="Results", columns=4, format="png", object_fit="contain", elem_id="results"
+    )
+    timings = gr.Markdown(elem_id="timings")
+    with gr.Row():
+        chosen = gr.Dropdown(
+            service.method_choices(),
+            value=None,
+            label="Result pasted back into the photo",
+            elem_id="chosen",
+        )
+        pasted = gr.Image(
+            label="In the photo", type="numpy", format="png", interactive=False, elem_id="pasted"
+        )
+        download = gr.File(label="All results (zip)", interactive=False, elem_id="zip")
+
+    prepared_out = [visit, status, editor, results, timings, pasted, download]
+    photo.change(_prepare, [photo], prepared_out, api_name="prepare")
+    any_file.upload(_prepare, [any_file], prepared_out, api_name="prepare_file")
+    add_mask.click(_add_mask, [visit, style, seed], prepared_out, api_name="add_synthetic_mask")
+    correct.click(_correct, [visit, editor], [visit, status, editor], api_name="correct_mask")
+    run.click(
+        _run,
+        [visit, editor, methods, chosen],
+        [visit, status, editor, results, timings, pasted, chosen],
+        api_name="run",
+        concurrency_limit=RUN_CONCURRENCY,
+        concurrency_id="run",
+    ).then(service.download, [visit], [download], api_name="download")  # zip after the gallery
+    chosen.input(service.paste, [visit, chosen], [pasted], api_name="paste")
+    # Clicking a result in the gallery pastes that one back (same as the dropdown).
+    results.select(_pick, [visit], [chosen, pasted], api_name="pick", api_visibility="private")
+
+
+# --- handlers: unpack a service.View into the components' values ------------------------------
+
+
+def _prepare(src):
+    view = service.prepare_upload(src)
+    return view.visit, view.status, view.editor, [], "", None, None
+
+
+def _add_mask(visit, style, seed):
+    view = service.add_synthetic_mask(visit, style, seed)
+    return view.visit, view.status, view.editor, [], "", None, None
+
+
+def _correct(visit, editor):
+    view = service.correct_mask(visit, editor)
+    return view.visit, view.status, view.editor or gr.skip()
+
+
+def _run(visit, editor, keys, chosen):
+    view = service.run(visit, editor, keys, chosen)
+    ran = [(METHODS[k].label, k) for k in view.visit.results]
+    return (
+        view.visit,
+        view.status,
+        view.editor or gr.skip(),
+        view.gallery,
+        view.timings,
+        view.photo,
+        gr.update(choices=ran, value=view.chosen),
+    )
+
+
+def _pick(visit, evt: gr.SelectData):
+    key = service.key_at(visit, evt.index)
+    if key is None:  # the input or the ground truth: nothing to paste
+        return gr.skip(), gr.skip()
+    return key, service.paste(visit, key)
+
+
+def _study_tab() -> None:
+    """Mount the rater study as a tab when study/ provides it; otherwise say why it is missing."""
+    try:
+        from study.app import build_study_tab
+    except ImportError as err:
+        log.info("study tab not mounted: %s", err)
+        return
+    try:
+        build_study_tab()  # its own tab, on the study's default database ($UNMASK_STUDY_DB, ...)
+    except Exception as err:  # a broken study must not take the demo down
+        log.warning("study tab not mounted: %s", err)
+        with gr.Tab("Study", id="study"):
+            gr.Markdown(f"The study could not be loaded here ({err}); run `unmask study serve`.")
+
+
+# --- command line -------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = (
+        "Serves on http://HOST:PORT with the shipped weights, offline. UNMASK_UNTRAINED=1 (for "
+        "tests only) uses randomly initialised networks instead of the weights (noise output)."
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for name, problem in service.warm_up().items():  # load models once, before the first visitor
+        log.warning("%s unavailable: %s", name, problem)
+    app = build_app()
+    app.queue(default_concurrency_limit=DEFAULT_CONCURRENCY, max_size=QUEUE_MAX)
+    app.launch(
+        server_name=args.host,
+        server_port=args.port,
+        share=False,
+        show_error=False,  # visitors get our messages, never a stack trace
+        ssr_mode=False,  # no Node server
+        footer_links=["api"],
+        max_file_size=MAX_UPLOAD,
+        quiet=False,
+    )
+    return 0
