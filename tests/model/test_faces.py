@@ -9,6 +9,7 @@ import pytest
 
 from model import faces
 from model.faces import FaceError, find_and_align, paste_back, transform_points
+from tests.conftest import shared_or_skip
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +112,32 @@ def test_sideways_photo_is_found_and_turned_upright(astronaut, aligned):
     sideways = np.ascontiguousarray(np.rot90(astronaut, 1))
     turned = find_and_align(sideways)
     assert np.abs(turned.image.astype(int) - aligned.image).mean() < 2
+
+
+def test_upside_down_photo_found_with_the_confident_detectors(astronaut, aligned):
+    upside_down = np.ascontiguousarray(np.rot90(astronaut, 2))
+    turned = find_and_align(upside_down)
+    assert np.abs(turned.image.astype(int) - aligned.image).mean() < 2
+
+
+@pytest.mark.data
+@pytest.mark.parametrize(
+    "name",
+    [
+        "0502.jpg",  # upright, sunglasses and a mask: once aligned upside down
+        "0_0_48e8081fly1gbc1f5tts2j21d01tckjm.jpg",  # an eye close-up: once taken for a face
+    ],
+)
+def test_turned_copies_give_no_false_face(name):
+    from model.imageio import load_image
+
+    photo = shared_or_skip("real-masked", "images", name)
+    try:
+        found = find_and_align(load_image(photo))
+    except FaceError as err:
+        assert err.reason in ("no_face", "too_small")  # refused, not misaligned
+    else:
+        assert abs(found.roll_deg) < 45, found.roll_deg
 
 
 def test_tight_crop_found_by_padding(astronaut, photo_landmarks):
