@@ -203,7 +203,9 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
             gr.Markdown(f"How good is the picture's quality? {lo} = worst, {hi} = best.")
             with gr.Row():
                 quality_btns = {
-                    q: gr.Button(str(q), elem_id=f"study-quality-{q}") for q in range(lo, hi + 1)
+                    # One row of seven on a laptop screen (Gradio's default min width wraps 4 + 3).
+                    q: gr.Button(str(q), elem_id=f"study-quality-{q}", min_width=48)
+                    for q in range(lo, hi + 1)
                 }
         with gr.Column(elem_id=STAGE_BLOCKS["break"]):
             gr.Markdown(BREAK)
