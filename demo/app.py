@@ -5,7 +5,6 @@ Per-visitor work lives in `gr.State`; models are cached once per process by mode
 
 from __future__ import annotations
 
-import argparse
 import logging
 
 from model.config import set_offline_env
@@ -32,17 +31,23 @@ UNREADABLE_PHOTO = (
 )
 
 
-class PhotoImage(gr.Image):
-    """gr.Image with the same frontend, whose refusal of an unreadable file says so: Gradio
-    decodes the upload before any handler runs and would show a bare "Error"."""
+def readable_refusal(image: gr.Image) -> gr.Image:
+    """Make an image input's refusal of an undecodable file say so: Gradio decodes an upload
+    before any handler runs and would show a bare "Error".
 
-    is_template = True  # the frontend's `image` component
+    Wraps this instance's `preprocess` (a `gr.Image` subclass would make Gradio write a .pyi
+    stub of this whole module beside it on every import).
+    """
+    decode = image.preprocess
 
-    def preprocess(self, payload):
+    def preprocess(payload):
         try:
-            return super().preprocess(payload)
+            return decode(payload)
         except Exception as exc:  # any decoding failure: the visitor gets a message, no trace
             raise gr.Error(UNREADABLE_PHOTO.format(reason=type(exc).__name__)) from exc
+
+    image.preprocess = preprocess
+    return image
 
 
 def build_app() -> gr.Blocks:
@@ -68,12 +73,14 @@ def _compare_tab(visit: gr.State) -> None:
         gr.Markdown(banner, elem_id="banner")
     with gr.Row():
         with gr.Column():
-            photo = PhotoImage(
-                label="Photo (upload, webcam or paste)",
-                type="filepath",
-                image_mode=None,  # keep the file as uploaded; model.imageio converts any mode
-                sources=["upload", "webcam", "clipboard"],
-                elem_id="photo",
+            photo = readable_refusal(
+                gr.Image(
+                    label="Photo (upload, webcam or paste)",
+                    type="filepath",
+                    image_mode=None,  # keep the file as uploaded; model.imageio converts any mode
+                    sources=["upload", "webcam", "clipboard"],
+                    elem_id="photo",
+                )
             )
             any_file = gr.File(
                 label="…or any image file (TIFF, BMP, …)", file_count="single", elem_id="photo-file"
@@ -201,29 +208,19 @@ def _study_tab() -> None:
             gr.Markdown(f"The study could not be loaded here ({err}); run `unmask study serve`.")
 
 
-# --- command line -------------------------------------------------------------------------------
+# --- serving ----------------------------------------------------------------------------------
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.epilog = (
-        "Serves on http://HOST:PORT with the shipped weights, offline. UNMASK_UNTRAINED=1 (for "
-        "tests only) uses randomly initialised networks instead of the weights (noise output)."
-    )
-    parser.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
-    )
-    parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
-
-
-def run(args: argparse.Namespace) -> int:
+def serve(host: str = "127.0.0.1", port: int = 7860) -> int:
+    """Warm the models up, then serve the demo (what `unmask demo` and `make demo` run)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for name, problem in service.warm_up().items():  # load models once, before the first visitor
         log.warning("%s unavailable: %s", name, problem)
     app = build_app()
     app.queue(default_concurrency_limit=DEFAULT_CONCURRENCY, max_size=QUEUE_MAX)
     app.launch(
-        server_name=args.host,
-        server_port=args.port,
+        server_name=host,
+        server_port=port,
         share=False,
         show_error=False,  # visitors get our messages, never a stack trace
         ssr_mode=False,  # no Node server

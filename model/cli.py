@@ -20,7 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "model.inpaint",
         "remove the mask from photos: detect, align, segment, inpaint, paste back",
     ),
-    "demo": ("demo.app", "serve the Gradio demo (side-by-side comparison)"),
+    "demo": ("demo.cli", "serve the Gradio demo (side-by-side comparison)"),
     "study": ("study.cli", "build stimuli, serve the rater study, export responses"),
 }
 
