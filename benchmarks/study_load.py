@@ -123,10 +123,7 @@ def rater(url: str, code: str, args, barrier, answer_ms, rate_ms, sent, errors) 
         client.start(code)
         screen = client.begin()
         clicks = 0
-        while not screen.done:
-            if screen.at_break:
-                screen = client.next()
-                continue
+        while not (screen := client.past_break(screen)).done:
             index = screen.trial_index
             expression, quality = rng.choice(EXPRESSIONS), rng.randint(1, 7)
             rt = rng.uniform(400, 2500)

@@ -119,6 +119,10 @@ class StudyClient:
     def next(self) -> Screen:
         return self._screen(self.call("study_continue"))
 
+    def past_break(self, screen: Screen) -> Screen:
+        """`screen`, or the first real trial when `screen` is the practice break page."""
+        return self.next() if screen.at_break else screen
+
     def resync(self) -> Screen:
         return self._screen(self.call("study_resync"))
 

@@ -55,8 +55,8 @@ VISION = ("yes", "no")
 MAX_CODE_LEN = 64
 QUALITY_SCALE = (1, 7)
 REGISTRATION_LOCK = "registration_lock"  # settings row locked by registrations (not SQLite)
-MAX_RT_MS = 3_600_000.0
-MAX_TRIALS = 100_000  # far beyond any session; bounds a client-sent index  # an hour: anything longer is a broken clock, stored as missing
+MAX_RT_MS = 3_600_000.0  # an hour: anything longer is a broken clock, stored as missing
+MAX_TRIALS = 100_000  # far beyond any session; bounds a client-sent index
 
 
 class StudyError(ValueError):
@@ -374,24 +374,11 @@ class StudyService:
         self._registration_lock_ready = True
 
     def _info(self, s: Session, p: Participant, token: str, *, resumed: bool) -> SessionInfo:
-        n = s.scalar(select(func.count(Trial.id)).where(Trial.participant_id == p.id)) or 0
-        n_practice = (
-            s.scalar(
-                select(func.count(Trial.id)).where(
-                    Trial.participant_id == p.id, Trial.is_practice.is_(True)
-                )
-            )
-            or 0
-        )
+        n, n_practice = _count_trials(s.connection(), p.id)
         return SessionInfo(token, p.code, resumed, n, n_practice)
 
     def _participant(self, s: Session, token: str | None) -> Participant:
-        if not token:
-            raise StudyError("no_session", "no session: start from the beginning")
-        p = s.scalar(select(Participant).where(Participant.token_hash == token_hash(token)))
-        if p is None:
-            raise StudyError("no_session", "unknown session: start from the beginning")
-        return p
+        return s.get(Participant, self._pid(s.connection(), token))
 
     def resume(self, token: str) -> SessionInfo:
         with self._read() as s:
@@ -479,13 +466,7 @@ class StudyService:
     def _counts(self, conn: Connection, pid: int) -> tuple[int, int]:
         """(trials, practice trials) of a participant: fixed at registration, so cached."""
         if pid not in self._count_cache:
-            n, n_practice = conn.execute(
-                select(
-                    func.count(_T.c.id),
-                    func.coalesce(func.sum(case((_T.c.is_practice, 1), else_=0)), 0),
-                ).where(_T.c.participant_id == pid)
-            ).one()
-            self._count_cache[pid] = (int(n), int(n_practice))
+            self._count_cache[pid] = _count_trials(conn, pid)
         return self._count_cache[pid]
 
     def next_trial(self, token: str, *, mark_shown: bool = True) -> TrialView | None:
@@ -724,6 +705,17 @@ class StudyService:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(self.export_csv(), encoding="utf-8", newline="")
         return path
+
+
+def _count_trials(conn: Connection, pid: int) -> tuple[int, int]:
+    """(trials, practice trials) of a participant."""
+    n, n_practice = conn.execute(
+        select(
+            func.count(_T.c.id),
+            func.coalesce(func.sum(case((_T.c.is_practice, 1), else_=0)), 0),
+        ).where(_T.c.participant_id == pid)
+    ).one()
+    return int(n), int(n_practice)
 
 
 def _trial_index(value) -> int:

@@ -44,10 +44,7 @@ def complete_session(url: str, code: str, rng: random.Random, double_every: int 
     screen = client.begin()
     given = {}
     step = 0
-    while not screen.done:
-        if screen.at_break:
-            screen = client.next()
-            continue
+    while not (screen := client.past_break(screen)).done:
         index = screen.trial_index
         assert screen.stage == "expression", screen
         expression = rng.choice(EXPRESSIONS)

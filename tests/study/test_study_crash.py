@@ -26,9 +26,7 @@ def test_kill_restart_resume_finish(tmp_path):
             client.start(code)
             screen = client.begin()
             while True:
-                if screen.at_break:
-                    screen = client.next()
-                    continue
+                screen = client.past_break(screen)
                 index = screen.trial_index
                 if index == stop_index and stop_stage == "expression":
                     break
@@ -49,10 +47,7 @@ def test_kill_restart_resume_finish(tmp_path):
             client = StudyClient(server.url)  # a new page: only the browser-kept token survives
             screen = client.resume(token)
             assert (screen.trial_index, screen.stage) == (stop_index, stop_stage), code
-            while not screen.done:
-                if screen.at_break:
-                    screen = client.next()
-                    continue
+            while not (screen := client.past_break(screen)).done:
                 index = screen.trial_index
                 if screen.stage == "expression":
                     # A retried request from before the crash must not add a row either.

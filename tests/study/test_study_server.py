@@ -105,10 +105,7 @@ def test_rater_never_sees_method_or_stimulus_ids(served):
     client.start("peek")
     screen = client.begin()
     seen = []
-    while not screen.done and len(seen) < 6:
-        if screen.at_break:
-            screen = client.next()
-            continue
+    while not (screen := client.past_break(screen)).done and len(seen) < 6:
         seen.append(screen.html)
         index = screen.trial_index
         client.answer(index, "happy", 500)
