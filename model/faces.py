@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,6 +94,11 @@ def face_detector():
     return dlib.get_frontal_face_detector()
 
 
+# dlib's HOG detector keeps its image pyramid inside itself and runs without the GIL: called by
+# two of the demo's workers at once it segfaults (issue 14). One caller at a time.
+_HOG_LOCK = threading.Lock()
+
+
 @functools.cache
 def cnn_face_detector():
     """dlib's MMOD CNN face detector (slower on CPU, finds more turned and small faces)."""
@@ -146,7 +152,8 @@ def detect_faces(
     if detector == "centerface":
         return _detect_centerface(image, threshold)
     if detector == "hog":
-        rects, scores, _ = face_detector().run(small, upsample, threshold)
+        with _HOG_LOCK:
+            rects, scores, _ = face_detector().run(small, upsample, threshold)
     elif detector == "cnn":
         found = cnn_face_detector()(small, upsample)
         rects = [d.rect for d in found if d.confidence >= threshold]
