@@ -1,7 +1,8 @@
 """`unmask inpaint`: remove the mask from one photo or a folder of photos, with any method.
 
 For each photo: detect and align the main face, segment the mask (or take --mask), inpaint,
-paste back. Writes <out>/<photo stem>/<method>.png (the photo) and <method>_face.png (aligned).
+paste back. Writes <out>/<name>/<method>.png (the photo, at its own size) and <method>_face.png
+(aligned); <name> is the photo's stem, or stem_ext when two inputs share a stem (said so).
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--mask",
         type=Path,
         default=None,
-        help="mask image (white = the hole) used instead of the segmenter, for every photo: "
-        "256x256 for the aligned face, or the photo's own size",
+        help="mask image of the photo, in the photo's own coordinates (its size, or the same "
+        "proportions), used instead of the segmenter for every photo: white = the hole, or "
+        "anything painted on a transparent layer",
     )
 
 
@@ -48,11 +50,23 @@ def run(args: argparse.Namespace) -> int:
     keys = list(METHODS) if args.method == ALL else [args.method]
     mask = None
     if args.mask is not None:
+        from model.imageio import ImageError, load_mask
+
         if not args.mask.is_file():
             print(f"unmask inpaint: mask file {args.mask} not found")
             return 1
-        mask = args.mask
+        try:  # read once: the same mask goes with every photo
+            mask = load_mask(args.mask)
+        except ImageError as err:
+            print(f"unmask inpaint: the mask could not be read: {err}")
+            return 1
     args.out.mkdir(parents=True, exist_ok=True)
+    names = output_names(files)
+    for stem, group in _shared_stems(files).items():
+        print(
+            f"unmask inpaint: {' and '.join(p.name for p in group)} share the name {stem!r}: "
+            f"their results go to {', '.join(names[p] + '/' for p in group)}"
+        )
 
     done, failed = 0, []
     bar = tqdm(files, unit="photo", disable=len(files) == 1)
@@ -76,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         if not results:
             failed.append(path)
             continue
-        folder = args.out / path.stem
+        folder = args.out / names[path]
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(prepared.mask.astype("uint8") * 255).save(folder / "mask.png")
         for key, (face, _seconds) in results.items():
@@ -87,6 +101,36 @@ def run(args: argparse.Namespace) -> int:
     if failed:
         print(f"could not handle {len(failed)}: {', '.join(p.name for p in failed[:20])}")
     return 0 if not failed else 1
+
+
+def output_names(files: list[Path]) -> dict[Path, str]:
+    """path -> the output folder name for it, unique among `files` even on a case-insensitive
+    file system: the stem, or stem_ext (person_jpg, person_png) when stems collide, with _2, _3
+    ... appended in the unlikely case that is still taken."""
+    by_stem: dict[str, list[Path]] = {}
+    for p in files:
+        by_stem.setdefault(p.stem.lower(), []).append(p)
+    names: dict[Path, str] = {}
+    taken: set[str] = set()
+    for p in files:
+        base = p.stem
+        if len(by_stem[p.stem.lower()]) > 1:
+            base = f"{p.stem}_{p.suffix.lstrip('.')}" if p.suffix else p.stem
+        name, n = base, 1
+        while name.lower() in taken:
+            n += 1
+            name = f"{base}_{n}"
+        taken.add(name.lower())
+        names[p] = name
+    return names
+
+
+def _shared_stems(files: list[Path]) -> dict[str, list[Path]]:
+    """stem -> the inputs sharing it (only stems shared by two or more)."""
+    groups: dict[str, list[Path]] = {}
+    for p in files:
+        groups.setdefault(p.stem.lower(), []).append(p)
+    return {g[0].stem: g for g in groups.values() if len(g) > 1}
 
 
 def _inputs(src: Path) -> list[Path]:

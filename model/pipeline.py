@@ -1,12 +1,12 @@
 """Photo -> unmasked photo, the one service behind `unmask inpaint` and the demo.
 
 Steps: load the photo, find and align the main face, predict the mask region (segmenter, a given
-mask, or a synthetic mask), run the chosen methods (timed), paste a result back into the photo.
+mask, or a synthetic mask), run the chosen methods (timed), paste a result back into the photo at
+the photo's own size. A greyscale photo gets greyscale results from every method.
 """
 
 from __future__ import annotations
 
-import io
 import os
 import time
 from dataclasses import dataclass, field, replace
@@ -20,12 +20,16 @@ import numpy as np
 from model.config import IMAGE_SIZE
 from model.methods import METHODS
 
-# Longest side a photo is worked at; larger photos are downscaled on load (and the visitor told).
-MAX_SIDE = 2048
+# Faces are found on a copy of the photo at most this long; results are pasted into the photo
+# itself, at its own size (only a JPEG over imageio.MAX_PIXELS is decoded smaller, and the person told).
+WORK_SIDE = 2048
 # Faces narrower than this (jaw width, px in the photo) are upscaled >2x to 256²: warn, go on.
 SMALL_FACE_PX = 64
 # A face turned further than this is far from the frontal training faces: warn.
 TURNED_YAW_DEG = 35.0
+# A given mask covering more than this share of the photo is not a face mask (an inverted drawing,
+# or transparency read as white): refused rather than inpainting the whole picture.
+MAX_MASK_COVER = 0.95
 # Pixels of margin around the mask region when a result is pasted back (hides the mask's rim).
 PASTE_MARGIN_PX = 6
 
@@ -57,8 +61,9 @@ class InputError(ValueError):
 class Prepared:
     """A photo made ready for the methods: its main face aligned and the mask region known."""
 
-    photo: np.ndarray  # uint8 (H, W, 3), the (possibly downscaled) photo results are pasted into
-    aligned: Any  # model.faces.AlignedFace; .image is the (256, 256, 3) face the methods see
+    photo: np.ndarray  # uint8 (H, W, 3), the photo at its own size; results are pasted into it
+    aligned: Any  # model.faces.AlignedFace; .image is the (256, 256, 3) face the methods see;
+    # .matrix maps `photo` pixels to the aligned face, .source_shape == photo.shape[:2]
     mask: np.ndarray  # bool (256, 256), True = hole; all False when unknown (no segmenter)
     messages: list[str] = field(default_factory=list)  # notes for the person (several faces, ...)
     mask_source: str = "segmenter"  # "segmenter" | "given" | "synthetic:<style>" | "none"
@@ -149,16 +154,23 @@ def warm_up(keys: list[str] | None = None) -> dict[str, str]:
 
 
 def load_photo(src: Any) -> tuple[np.ndarray, list[str]]:
-    """Photo as uint8 RGB (downscaled to MAX_SIDE) and notes; raises InputError."""
-    from model.imageio import ImageError, load_image
+    """Photo (path, bytes, PIL image, array) as uint8 RGB (H, W, 3) at its own size, and notes for
+    the person; raises InputError ("no_input", "not_image", "unreadable", "too_large", "too_small").
+    """
+    photo, _size, messages = _load(src)
+    return photo, messages
+
+
+def _load(src: Any) -> tuple[np.ndarray, tuple[int, int], list[str]]:
+    """(photo, (width, height) as stored, notes): see load_photo."""
+    from model.imageio import ImageError, read_image
 
     if src is None:
         raise InputError(
             "no_input", "No photo given: upload a photo, take one, or pick an example."
         )
-    original = _source_size(src)
     try:
-        photo = load_image(src, max_side=MAX_SIDE)
+        photo, size = read_image(src)
     except ImageError as err:
         message = _image_message(err)
         if isinstance(src, str | Path):  # never show server paths (the demo's upload folder)
@@ -167,13 +179,13 @@ def load_photo(src: Any) -> tuple[np.ndarray, list[str]]:
     except (OSError, ValueError) as err:  # anything the loader did not classify
         raise InputError("unreadable", f"This file could not be read as an image ({err}).") from err
     messages = []
-    if original and max(original) > max(photo.shape[:2]):
-        w, h = original
+    h, w = photo.shape[:2]
+    if max(size) > max(h, w):
         messages.append(
-            f"The photo is large ({w}×{h} px): it was downscaled to "
-            f"{photo.shape[1]}×{photo.shape[0]} px."
+            f"The photo is very large ({size[0]}×{size[1]} px, {size[0] * size[1] / 1e6:.0f} "
+            f"megapixels): it was read at {w}×{h} px, and the results are that size."
         )
-    return photo, messages
+    return photo, size, messages
 
 
 def find_face(photo: np.ndarray) -> tuple[Any, list[str]]:
@@ -279,31 +291,65 @@ def predict_mask(
 def prepare(photo: Any, *, mask: Any = None) -> Prepared:
     """Load `photo` (path, bytes, PIL, array), align its main face, and predict (or take) the mask.
 
-    `mask`: optional bool/uint8 array or image file, either 256×256 (aligned-face coordinates)
-    or the photo's size (warped onto the aligned face). Raises InputError with a message.
+    `mask`: optional mask of the photo, always in the photo's own (upright) coordinates: a bool
+    or uint8 array (H, W), or a mask image (file, bytes, PIL) read by `imageio.load_mask`
+    (white, or painted on a transparent layer, = the hole). A mask of another size with the
+    photo's proportions is scaled to it (and the person told). Raises InputError with a
+    message; "bad_mask" for a mask that cannot be used.
     """
-    image, messages = load_photo(photo)
-    aligned, notes = find_face(image)
+    image, size, messages = _load(photo)
+    work, to_work = _working_copy(image)
+    aligned, notes = find_face(work)
     messages += notes
     if mask is not None:
-        region = _given_mask(mask, image.shape[:2], aligned.matrix)
+        region, notes = _given_mask(mask, size, work, aligned.matrix)
         source = "given"
     else:
         region, notes, source = predict_mask(aligned.image, aligned.landmarks)
-        messages += notes
-    return Prepared(image, aligned, region, messages, source)
+    messages += notes
+    return Prepared(image, _on_photo(aligned, to_work, image.shape[:2]), region, messages, source)
+
+
+def _working_copy(photo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the photo at most WORK_SIDE long, the (3, 3) map from photo to working-copy pixels)."""
+    h, w = photo.shape[:2]
+    if max(h, w) <= WORK_SIDE:
+        return photo, np.eye(3)
+    s = WORK_SIDE / max(h, w)
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    work = cv2.resize(photo, size, interpolation=cv2.INTER_AREA)
+    sx, sy = size[0] / w, size[1] / h
+    # cv2.resize maps pixel centres: u + 0.5 = (x + 0.5) * sx.
+    return work, np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1]])
+
+
+def _on_photo(aligned: Any, to_work: np.ndarray, photo_hw: tuple[int, int]) -> Any:
+    """A face aligned from the working copy, re-expressed on the full photo (same aligned image)."""
+    if np.array_equal(to_work, np.eye(3)):
+        return aligned
+    matrix = np.asarray(aligned.matrix, dtype=np.float64) @ to_work  # photo -> aligned, (2, 3)
+    return replace(
+        aligned,
+        matrix=matrix,
+        source_shape=(int(photo_hw[0]), int(photo_hw[1])),
+        face_size=float(aligned.face_size) / float(to_work[0, 0]),
+    )
 
 
 def with_synthetic_mask(prepared: Prepared, style: str, seed: int = 0) -> Prepared:
     """Put a synthetic mask of `style` on the face, keeping the face as it was as ground truth."""
     from model.faces import paste_back
+    from model.imageio import is_greyscale, to_greyscale
     from model.masks import apply_mask
 
     face = prepared.aligned.image
     masked = apply_mask(face, prepared.aligned.landmarks, seed=int(seed), style=style)
     seg = np.asarray(masked.seg, dtype=bool)
-    photo = paste_back(prepared.photo, prepared.aligned, masked.image, region=_grow(seg))
-    aligned = replace(prepared.aligned, image=masked.image)
+    image = masked.image
+    if is_greyscale(face):  # a greyscale photo gets a greyscale mask
+        image = to_greyscale(image)
+    photo = paste_back(prepared.photo, prepared.aligned, image, region=_grow(seg))
+    aligned = replace(prepared.aligned, image=image)
     messages = [m for m in prepared.messages if "No face mask was found" not in m]
     return Prepared(photo, aligned, seg, messages, f"synthetic:{masked.style}", truth=face)
 
@@ -318,11 +364,17 @@ def run_methods(
 ) -> MethodResults:
     """Run each method on one aligned face: key -> (uint8 (256, 256, 3), seconds).
 
-    A method that cannot load (missing weights) or fails is left out and explained in `.errors`;
-    the others still run.
+    `aligned_image`: uint8 (256, 256, 3); `mask`: bool (256, 256), True = the hole. When the face
+    outside the hole is greyscale (a black-and-white photo), every result is made greyscale too:
+    networks trained on colour faces would paint a skin-coloured patch into it. A method that
+    cannot load (missing weights) or fails is left out and explained in `.errors`; the others
+    still run.
     """
+    from model.imageio import is_greyscale, to_greyscale
+
     results = MethodResults()
     mask = np.asarray(mask, dtype=bool)
+    grey = is_greyscale(aligned_image, ~mask if not mask.all() else None)
     for key in keys or list(METHODS):
         label = METHODS[key].label if key in METHODS else key
         try:
@@ -338,7 +390,8 @@ def run_methods(
         except Exception as err:  # one broken method must not hide the others' results
             results.errors[key] = f"{label}: failed ({type(err).__name__}: {err})"
             continue
-        results[key] = (np.asarray(out, dtype=np.uint8), time.perf_counter() - start)
+        out = np.asarray(out, dtype=np.uint8)
+        results[key] = (to_greyscale(out) if grey else out, time.perf_counter() - start)
     return results
 
 
@@ -358,60 +411,66 @@ def _grow(mask: np.ndarray, px: int = PASTE_MARGIN_PX) -> np.ndarray:
     return cv2.dilate(mask.astype(np.uint8), kernel) > 0
 
 
-def _given_mask(mask: Any, photo_hw: tuple[int, int], matrix: np.ndarray) -> np.ndarray:
-    """A mask in aligned (256²) or photo coordinates -> bool (256, 256) on the aligned face."""
-    if not isinstance(mask, np.ndarray):
-        from model.imageio import ImageError, load_image
+def _given_mask(
+    mask: Any, size: tuple[int, int], work: np.ndarray, matrix: np.ndarray
+) -> tuple[np.ndarray, list[str]]:
+    """A mask in the photo's coordinates -> (bool (256, 256) on the aligned face, notes).
 
-        try:
-            mask = load_image(mask, max_side=1 << 15)
-        except (ImageError, OSError, ValueError) as err:
-            raise InputError("bad_mask", f"The mask file could not be read ({err}).") from err
-    mask = np.asarray(mask)
-    if mask.ndim == 3:
-        mask = mask.max(axis=2)
-    if mask.dtype != bool:
-        mask = mask > (127 if mask.max() > 1 else 0)
-    if mask.shape == (IMAGE_SIZE, IMAGE_SIZE):
-        return mask
-    h, w = mask.shape
-    if (h, w) != tuple(photo_hw):
-        # The photo may have been downscaled on load: a mask of the original size still fits.
-        if abs(w / h - photo_hw[1] / photo_hw[0]) > 0.01:
+    `size`: the photo's (width, height) as stored (before any reduced-scale decode); `work`: the
+    working copy `matrix` maps onto the aligned face.
+    """
+    from model.imageio import ImageError, load_mask
+
+    try:
+        region = load_mask(mask)
+    except ImageError as err:
+        message = str(err)
+        if isinstance(mask, str | Path):
+            message = message.replace(str(mask), Path(mask).name)
+        raise InputError("bad_mask", f"The mask could not be read: {message}.") from err
+    h, w = region.shape
+    notes = []
+    if (w, h) != tuple(size):
+        if abs(w / h - size[0] / size[1]) > 0.01:
             raise InputError(
                 "bad_mask",
-                f"The mask is {w}×{h} px: give it at the photo's size ({photo_hw[1]}×{photo_hw[0]}) "
-                f"or as a {IMAGE_SIZE}×{IMAGE_SIZE} mask of the aligned face.",
+                f"The mask is {w}×{h} px but the photo {size[0]}×{size[1]}: a mask is drawn on "
+                "the photo itself, so give it at the photo's size (or the same proportions).",
             )
-        mask = cv2.resize(mask.astype(np.uint8), (photo_hw[1], photo_hw[0]), cv2.INTER_NEAREST) > 0
+        notes.append(
+            f"The mask is {w}×{h} px and the photo {size[0]}×{size[1]} px: it was scaled to "
+            "the photo."
+        )
+    cover = float(region.mean())
+    if cover == 0:
+        raise InputError(
+            "bad_mask",
+            "The mask marks nothing: paint the face mask white on black, or in any colour on a "
+            "transparent layer.",
+        )
+    if cover > MAX_MASK_COVER:
+        raise InputError(
+            "bad_mask",
+            f"The mask marks {cover:.1%} of the photo as the hole: only the face mask should be "
+            "white (or painted, on a transparent layer), the rest black (or transparent).",
+        )
+    small = cv2.resize(
+        region.astype(np.float32), (work.shape[1], work.shape[0]), interpolation=cv2.INTER_AREA
+    )
     warped = cv2.warpAffine(
-        mask.astype(np.uint8) * 255,
+        small,
         np.asarray(matrix, dtype=np.float64),
         (IMAGE_SIZE, IMAGE_SIZE),
         flags=cv2.INTER_LINEAR,
     )
-    return warped > 127
-
-
-def _source_size(src: Any) -> tuple[int, int] | None:
-    """(width, height) of the photo before any downscaling, or None if it cannot be told cheaply."""
-    try:
-        if isinstance(src, np.ndarray):
-            return int(src.shape[1]), int(src.shape[0])
-        from PIL import Image
-
-        if isinstance(src, Image.Image):
-            return src.size
-        if isinstance(src, bytes | bytearray):
-            src = io.BytesIO(src)
-        elif isinstance(src, str | Path):
-            src = Path(src)
-        else:
-            return None
-        with Image.open(src) as im:  # reads the header only
-            return im.size
-    except Exception:
-        return None
+    aligned = warped > 0.5
+    if not aligned.any():
+        raise InputError(
+            "bad_mask",
+            "The mask does not touch the face found in the photo: check that it was drawn on "
+            "this photo.",
+        )
+    return aligned, notes
 
 
 def _image_message(err: Exception) -> str:
