@@ -161,7 +161,8 @@ def beyond_markdown(r: dict) -> str:
         out.append(frame_markdown(r["friedman"].pairs))
     out += [
         "Effect sizes on the ratings: rank-biserial r = P(a > b) − P(a < b), 95% CI from a "
-        "participant bootstrap; p_mannwhitney is the tie-corrected rank-sum p.",
+        "participant bootstrap; p_mannwhitney is the tie-corrected rank-sum p (CI and p left "
+        "empty where a method has fewer than 2 ratings).",
         "",
         frame_markdown(r["effects"]),
         "### Accuracy",

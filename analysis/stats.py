@@ -8,6 +8,7 @@ and the method order, never crashes on thin data, and says in `messages` what it
 from __future__ import annotations
 
 import itertools
+import math
 import warnings
 from dataclasses import dataclass, field
 
@@ -18,6 +19,10 @@ from scipy import stats
 from model.config import EXPRESSIONS, REAL
 
 QUALITY_LEVELS = np.arange(1, 8)  # the 7-point scale
+MIN_GROUP = 2  # no test is run on fewer values than this in a group (or pairs, for paired tests)
+# A method enters the repeated-measures (omnibus) tests only with data from at least this share
+# of the participants: otherwise complete cases would drop most participants for its sake.
+MIN_SHARE_REPEATED = 0.5
 
 
 # --------------------------------------------------------------------------------------------
@@ -246,9 +251,16 @@ def table4(main: pd.DataFrame, methods: list[str]) -> tuple[pd.DataFrame, list[s
     p_acc = _tukey({m: acc[m].to_numpy() for m in methods}, "accuracy", msgs)
     p_dur = _tukey({m: dur[m].to_numpy() for m in methods}, "duration", msgs)
     q = {m: main.loc[main["method"] == m, "quality"].dropna().to_numpy(float) for m in methods}
+    thin = [m for m in methods if 0 < len(q[m]) < MIN_GROUP]
+    if thin:
+        msgs.append(
+            f"rank-sum on quality: fewer than {MIN_GROUP} ratings for "
+            + ", ".join(f"{m} (n = {len(q[m])})" for m in thin)
+            + ", its pairs left empty (no test on a sample of one)"
+        )
     rows = []
     for a, b in itertools.combinations(methods, 2):
-        if len(q[a]) and len(q[b]):
+        if len(q[a]) >= MIN_GROUP and len(q[b]) >= MIN_GROUP:
             p_hqs = float(stats.ranksums(q[a], q[b]).pvalue)
         else:
             p_hqs = np.nan
@@ -316,12 +328,36 @@ class TestResult:
     messages: list[str] = field(default_factory=list)
 
 
+def sparse_methods(have: pd.Series, n_participants: int, what: str, msgs: list[str]) -> list[str]:
+    """Methods too sparse for a repeated-measures test, each named in a note in `msgs`.
+
+    `have`: method -> how many participants have data for it. A method with data from fewer than
+    MIN_SHARE_REPEATED of the participants (or fewer than MIN_GROUP) is left out of the test:
+    complete cases would otherwise drop every participant without it (one method with a single
+    trial would leave one participant). Methods with no data at all are not listed here.
+    """
+    need = max(MIN_GROUP, math.ceil(MIN_SHARE_REPEATED * n_participants))
+    sparse = [m for m, c in have.items() if 0 < c < need]
+    if sparse:
+        msgs.append(
+            f"{what}: "
+            + ", ".join(
+                f"{m} (data from {have[m]} of {n_participants} participants)" for m in sparse
+            )
+            + f" left out of the test, not the participants: a method needs data from at least "
+            f"{need} participants (half, and {MIN_GROUP}) to enter"
+        )
+    return sparse
+
+
 def _complete(matrix: pd.DataFrame, what: str, msgs: list[str]) -> pd.DataFrame:
-    """Complete-case participants x methods: methods nobody has are dropped, then participants with gaps."""
+    """Complete-case participants x methods: methods nobody has are dropped, then methods too
+    sparse to test (`sparse_methods`), then participants with gaps in the rest."""
     empty = [m for m in matrix.columns if matrix[m].isna().all()]
     if empty:
         msgs.append(f"{what}: no data for {', '.join(empty)}, left out of the test")
     matrix = matrix.drop(columns=empty)
+    matrix = matrix.drop(columns=sparse_methods(matrix.notna().sum(), len(matrix), what, msgs))
     gaps = matrix.index[matrix.isna().any(axis=1)]
     if len(gaps):
         msgs.append(
@@ -423,6 +459,8 @@ def quality_effect_sizes(
     +1 means every rating of a beats every rating of b. Ratings of one participant are not
     independent, so the CI resamples participants (with all their ratings), not ratings.
     p_mannwhitney: the tie-corrected rank-sum p, for comparison with Table 4's ranksums.
+    n_a, n_b: the ratings compared; with fewer than MIN_GROUP on a side, r is given but its CI
+    and p are left empty.
     """
     q = main.dropna(subset=["quality"])
     pids = sorted(q["participant_id"].unique())
@@ -442,7 +480,7 @@ def quality_effect_sizes(
         ha, hb = h[:, ia].sum(axis=0), h[:, ib].sum(axis=0)
         r = float(_rank_biserial_from_hist(ha, hb)) if ha.sum() and hb.sum() else np.nan
         lo = hi = p_mw = np.nan
-        if np.isfinite(r):
+        if np.isfinite(r) and min(ha.sum(), hb.sum()) >= MIN_GROUP:  # no test on a sample of one
             rb = _rank_biserial_from_hist(boot[:, ia], boot[:, ib])
             rb = rb[np.isfinite(rb)]
             if len(rb):
@@ -457,6 +495,8 @@ def quality_effect_sizes(
             {
                 "method_a": a,
                 "method_b": b,
+                "n_a": int(ha.sum()),
+                "n_b": int(hb.sum()),
                 "rank_biserial": r,
                 "ci_low": lo,
                 "ci_high": hi,
@@ -505,6 +545,10 @@ def cochran_mcnemar_accuracy(main: pd.DataFrame, methods: list[str]) -> TestResu
     res = TestResult("Cochran's Q (accuracy, matched blocks)")
     blocks = matched_blocks(main, methods)
     present = [m for m in methods if blocks[m].notna().any()]
+    have = blocks[present].notna().groupby(level="participant_id").any().sum()
+    n_people = blocks.index.get_level_values("participant_id").nunique()
+    sparse = sparse_methods(have, n_people, "Cochran's Q", res.messages)
+    present = [m for m in present if m not in sparse]
     full = blocks[present].dropna()
     res.n = len(full)
     if len(blocks) > len(full):
@@ -530,7 +574,7 @@ def cochran_mcnemar_accuracy(main: pd.DataFrame, methods: list[str]) -> TestResu
         nb = int(((pair[a] == 1) & (pair[b] == 0)).sum())
         nc = int(((pair[a] == 0) & (pair[b] == 1)).sum())
         p = orr = lo = hi = np.nan
-        if len(pair):
+        if len(pair) >= MIN_GROUP:
             if nb + nc == 0:
                 p = 1.0
             else:
@@ -542,7 +586,9 @@ def cochran_mcnemar_accuracy(main: pd.DataFrame, methods: list[str]) -> TestResu
                 hi = ci.high / (1 - ci.high) if ci.high < 1 else np.inf
         d = (acc[a] - acc[b]).dropna()
         npos, nneg = int((d > 0).sum()), int((d < 0).sum())
-        p_sign = float(stats.binomtest(npos, npos + nneg, 0.5).pvalue) if npos + nneg else np.nan
+        p_sign = np.nan
+        if npos + nneg and len(d) >= MIN_GROUP:
+            p_sign = float(stats.binomtest(npos, npos + nneg, 0.5).pvalue)
         rows.append(
             {
                 "method_a": a,
@@ -558,6 +604,11 @@ def cochran_mcnemar_accuracy(main: pd.DataFrame, methods: list[str]) -> TestResu
             }
         )
     pairs = pd.DataFrame(rows)
+    few = [f"{r['method_a']}-{r['method_b']}" for r in rows if 0 < r["n_blocks"] < MIN_GROUP]
+    if few:
+        res.messages.append(
+            f"McNemar: fewer than {MIN_GROUP} matched blocks for {', '.join(few)}: not run"
+        )
     if not pairs.empty:
         pairs.insert(
             pairs.columns.get_loc("p_mcnemar") + 1,
@@ -583,7 +634,8 @@ def duration_models(main: pd.DataFrame, methods: list[str]) -> tuple[TestResult,
     present = [m for m in methods if (d["method"] == m).any()]
 
     rm = TestResult("Repeated-measures ANOVA (per-participant mean log s)")
-    mat = _complete(_pivot(d, present, d["log_s"], "mean"), "RM-ANOVA", rm.messages)
+    per = _pivot(d, present, d["log_s"], "mean")
+    mat = _complete(per, "RM-ANOVA", rm.messages)
     rm.n = len(mat)
     if mat.shape[1] < 2 or len(mat) < 2:
         rm.messages.append("RM-ANOVA needs 2 methods and 2 complete participants; not run")
@@ -608,6 +660,9 @@ def duration_models(main: pd.DataFrame, methods: list[str]) -> tuple[TestResult,
             rm.messages.append(f"RM-ANOVA failed: {exc}")
 
     mm = TestResult("Linear mixed model (log s per trial, random intercept per participant)")
+    sparse = sparse_methods(per.notna().sum(), len(per), "mixed model", mm.messages)
+    present = [m for m in present if m not in sparse]
+    d = d[d["method"].isin(present)]
     mm.n = len(d)
     if len(present) < 2 or d["participant_id"].nunique() < 2:
         mm.messages.append("mixed model needs 2 methods and 2 participants; not run")

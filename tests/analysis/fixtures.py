@@ -55,3 +55,30 @@ def _row(pid, idx, m, img, et, ec, q, rt, prac, catch) -> dict:
         "is_catch": catch,
         "answered_at": f"2026-11-02T09:{idx:02d}:00.000Z",
     }
+
+
+def twenty_frame(seed: int = 0) -> pd.DataFrame:
+    """20 participants x 3 methods (telea, landmark, real) x 2 expressions (happy, sad), seeded,
+    plus a single `unmask` trial (P00's) in the whole study: the sparse-method case."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    base = {"telea": 2.5, "landmark": 4.0, "real": 6.0}
+    for p in range(20):
+        pid = f"P{p:02d}"
+        idx = 0
+        for m, q in base.items():
+            for e, img in (("happy", "h"), ("sad", "s")):
+                chosen = (
+                    e
+                    if rng.random() < {"telea": 0.6, "landmark": 0.75, "real": 0.9}[m]
+                    else "neutral"
+                )
+                quality = int(np.clip(round(q + rng.normal(0, 1.2)), 1, 7))
+                rt = float(np.exp(rng.normal(8.0 - 0.1 * quality, 0.3)))
+                rows.append(_row(pid, idx, m, f"{img}{p % 4}", e, chosen, quality, rt, 0, 0))
+                idx += 1
+        if p == 0:
+            rows.append(_row(pid, idx, "unmask", "h9", "happy", "happy", 5, 3500.0, 0, 0))
+    return pd.DataFrame(rows, columns=list(COLUMNS))

@@ -11,7 +11,7 @@ from scipy import stats as ss
 
 from analysis import stats as S
 from analysis.load import validate
-from tests.analysis.fixtures import hand_frame
+from tests.analysis.fixtures import hand_frame, twenty_frame
 
 METHODS3 = ["telea", "landmark", "real"]
 
@@ -309,7 +309,13 @@ def test_participant_skipped_a_method(main):
     t3 = S.table3(main, METHODS3)[0].set_index("method")
     assert t3.loc["real", "n_participants"] == 1
     assert "participant P2 has no trial of real" in text
-    assert "without every method left out" in text
+    # real (1 of 2 participants) is too sparse for the repeated-measures tests: it is left out,
+    # rather than P2, which would leave a single participant.
+    assert "real (data from 1 of 2 participants) left out of the test, not the participants" in text
+    fried = S.friedman_quality(main, METHODS3)
+    assert fried.n == 2 and any("Friedman needs at least 3 methods" in m for m in fried.messages)
+    rm, _ = S.duration_models(main, METHODS3)
+    assert rm.n == 2 and np.isfinite(rm.p)
 
 
 def test_all_ratings_tie(main):
@@ -342,3 +348,79 @@ def test_holm_matches_statsmodels():
     got = S.holm(p)
     assert np.isnan(got[3])
     assert got[:3] == pytest.approx(multipletests(p[:3], method="holm")[1])
+
+
+# ------------------------------------------------------- samples of one (issue 14, item 10)
+
+METHODS4 = ["telea", "landmark", "unmask", "real"]
+
+
+@pytest.fixture()
+def twenty():
+    m, _ = S.apply_exclusions(validate(twenty_frame(), "twenty.csv").trials)
+    return m
+
+
+def test_rank_sum_is_not_run_on_a_single_rating(main):
+    """1-vs-1 ratings: ranksums gives a p (0.32 for 1 vs 2); no test on a sample of one."""
+    one = main[(main["participant_id"] == "P1") & (main["expression_true"] == "happy")]
+    assert one.groupby("method").size().tolist() == [1, 1, 1]
+    t4, msgs = S.table4(one, METHODS3)
+    assert t4["p_hqs"].isna().all()
+    assert any(
+        "fewer than 2 ratings for telea (n = 1), landmark (n = 1), real (n = 1)" in m for m in msgs
+    )
+    eff = S.quality_effect_sizes(one, METHODS3, n_boot=50)
+    assert eff["p_mannwhitney"].isna().all() and eff["ci_low"].isna().all()
+    assert eff["n_a"].tolist() == [1, 1, 1] and eff["rank_biserial"].tolist() == [-1, -1, -1]
+    coch = S.cochran_mcnemar_accuracy(one, METHODS3)
+    assert coch.pairs["p_mcnemar"].isna().all() and coch.pairs["p_sign_participants"].isna().all()
+    assert any("fewer than 2 matched blocks" in m for m in coch.messages)
+
+
+def test_a_method_with_one_trial_leaves_the_participants_in(twenty):
+    """One unmask trial in the whole study dropped 19 of 20 participants from these tests."""
+    assert (twenty["method"] == "unmask").sum() == 1
+    three = ["telea", "landmark", "real"]
+    ref = twenty[twenty["method"] != "unmask"]
+
+    fried = S.friedman_quality(twenty, METHODS4)
+    assert fried.n == 20 and list(fried.pairs["method_a"].unique()) == ["telea", "landmark"]
+    per = S.participant_quality(ref, three)
+    assert fried.statistic == pytest.approx(
+        ss.friedmanchisquare(*(per[m] for m in three)).statistic
+    )
+    note = "unmask (data from 1 of 20 participants) left out of the test, not the participants"
+    assert any(note in m for m in fried.messages)
+    assert not any("without every method" in m for m in fried.messages)
+
+    coch = S.cochran_mcnemar_accuracy(twenty, METHODS4)
+    from statsmodels.stats.contingency_tables import cochrans_q
+
+    blocks = S.matched_blocks(ref, three)
+    assert coch.n == 40 == len(blocks.dropna())
+    assert coch.p == pytest.approx(cochrans_q(blocks.to_numpy()).pvalue)
+    assert any("unmask (data from 1 of 20" in m for m in coch.messages)
+
+    rm, mm = S.duration_models(twenty, METHODS4)
+    assert rm.n == 20 and np.isfinite(rm.p)
+    assert mm.n == 120 and mm.df == 2 and "unmask" not in set(mm.pairs["method"])
+    assert any("mixed model: unmask (data from 1 of 20" in m for m in mm.messages)
+
+    # The paper's tables keep the method, with its single value and no test.
+    t3 = S.table3(twenty, METHODS4)[0].set_index("method")
+    assert t3.loc["unmask", "n_ratings"] == 1 and math.isnan(t3.loc["unmask", "hqs_sd"])
+    t4, msgs = S.table4(twenty, METHODS4)
+    with_unmask = (t4["method_a"] == "unmask") | (t4["method_b"] == "unmask")
+    assert t4.loc[with_unmask, ["p_hqs", "p_accuracy", "p_duration"]].isna().all().all()
+    assert t4.loc[~with_unmask, ["p_hqs", "p_accuracy", "p_duration"]].notna().all().all()
+
+
+def test_one_participant_missing_a_method_is_dropped_not_the_method(twenty):
+    """The other way round: 19 of 20 have every method, so complete cases drop the one."""
+    thin = twenty[twenty["method"] != "unmask"]
+    thin = thin[~((thin["participant_id"] == "P05") & (thin["method"] == "landmark"))]
+    fried = S.friedman_quality(thin, ["telea", "landmark", "real"])
+    assert fried.n == 19
+    assert any("1 participant(s) without every method left out" in m for m in fried.messages)
+    assert not any("left out of the test, not the participants" in m for m in fried.messages)
