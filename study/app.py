@@ -27,7 +27,7 @@ from study.service import (
     StudyError,
     StudyService,
     TrialView,
-    check_token,
+    require_admin_token,
 )
 
 TOKEN_ENV = "UNMASK_STUDY_TOKEN"
@@ -150,6 +150,13 @@ def _progress(view: TrialView) -> str:
     return f"{'Practice' if view.is_practice else 'Picture'} {view.position} of {view.block_size}"
 
 
+def _admin_html(text: str, *, refused: bool = False) -> str:
+    """The experimenter panel's message line; a refusal carries the class the trial page's
+    problems carry (study-message), which is how StudyClient tells a refusal from a result."""
+    css = ' class="study-message"' if refused else ""
+    return f"<p{css}><strong>{html.escape(text)}</strong></p>"
+
+
 def _code_html(code: str) -> str:
     return f'<p>Your participant code: <code class="study-code">{html.escape(code)}</code></p>'
 
@@ -220,12 +227,20 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
         with gr.Row():
             progress_btn = gr.Button("Show progress", elem_id="study-admin-progress")
             export_btn = gr.Button("Export CSV", elem_id="study-admin-export")
-        admin_summary = gr.Markdown()
+        # Refusals (a wrong token) are words on the page, here, not a toast or a red badge.
+        admin_msg = gr.HTML("", elem_id="study-admin-message")
         admin_people = gr.Dataframe(
-            headers=PROGRESS_HEADERS, label="Participants", interactive=False
+            headers=PROGRESS_HEADERS,
+            label="Participants",
+            interactive=False,
+            elem_id="study-admin-participants",
         )
-        admin_lists = gr.Dataframe(headers=LIST_HEADERS, label="Lists", interactive=False)
-        admin_file = gr.File(label="Long-format export", interactive=False)
+        admin_lists = gr.Dataframe(
+            headers=LIST_HEADERS, label="Lists", interactive=False, elem_id="study-admin-lists"
+        )
+        admin_file = gr.File(
+            label="Long-format export", interactive=False, elem_id="study-admin-file"
+        )
 
     pages = [consent_page, register_page, instructions_page, trial_page]
 
@@ -299,21 +314,28 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
     )
 
     # -- resume after a reload, a crash or a new tab -----------------------------------------
+    # Every handler returns an update for its outputs on every path: a dict with at least one
+    # key, or gr.skip() for "change nothing". Gradio takes an empty dict for a single value and
+    # fails the event ("didn't return enough output values"), which the page shows as a red
+    # "Error" badge over whatever the outputs are (here: the consent form, on every first visit).
     def on_resume(stored: dict | None) -> dict:
         token = (stored or {}).get("token")
         if not token:
-            return {}
+            return gr.skip()  # a first visit: the consent page stays as it is
         try:
             info = service.resume(token)
         except StudyError:
-            return {saved: {}}
+            return {saved: {}}  # a session this database does not know: start afresh
         state = {"token": token, "code": info.code, "n_practice": info.n_practice}
-        view = service.next_trial(token, mark_shown=False)
         common = {sess: state, code_view: _code_html(info.code)}
-        if view is not None and view.trial_index == 0 and view.stage == "expression":
-            return {**show(instructions_page), **common}
-        if view is not None and view.stage == "expression":
-            view = service.next_trial(token)  # shown again: a new show time
+        try:
+            view = service.next_trial(token, mark_shown=False)
+            if view is not None and view.trial_index == 0 and view.stage == "expression":
+                return {**show(instructions_page), **common}
+            if view is not None and view.stage == "expression":
+                view = service.next_trial(token)  # shown again: a new show time
+        except StudyError as exc:
+            return {**show(trial_page), **problem(exc), **common}
         return {**show(trial_page), **screen(view), **common}
 
     root.load(
@@ -389,17 +411,17 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
         )
 
     # -- admin: nothing without the token ----------------------------------------------------
-    def require_admin(token: str | None) -> None:
-        if not check_token(token, admin_token):
-            raise gr.Error("Invalid admin token.")
-
     def on_progress(token: str) -> dict:
-        require_admin(token)
+        try:
+            require_admin_token(token, admin_token)
+        except StudyError as exc:  # and the tables emptied: nothing shown without the token
+            refused = _admin_html(str(exc), refused=True)
+            return {admin_msg: refused, admin_people: None, admin_lists: None}
         people = service.progress()
         lists = service.list_progress()
         done = sum(p.completed for p in people)
         return {
-            admin_summary: f"{len(people)} participants, {done} completed.",
+            admin_msg: _admin_html(f"{len(people)} participants, {done} completed."),
             admin_people: [
                 [
                     p.code,
@@ -422,18 +444,28 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
     progress_btn.click(
         on_progress,
         [admin_key],
-        [admin_summary, admin_people, admin_lists],
+        [admin_msg, admin_people, admin_lists],
         api_name="study_admin_progress",
         **events,
     )
 
-    def on_export(token: str) -> str:
-        require_admin(token)
+    def on_export(token: str) -> dict:
+        try:
+            require_admin_token(token, admin_token)
+        except StudyError as exc:
+            return {admin_msg: _admin_html(str(exc), refused=True), admin_file: None}
         # A fresh unguessable folder per export: the file's URL is as secret as the token.
         folder = Path(tempfile.mkdtemp(prefix="unmask-export-"))
-        return str(service.write_export(folder / "study_export.csv"))
+        path = service.write_export(folder / "study_export.csv")
+        return {admin_msg: _admin_html("Export ready: the file is below."), admin_file: str(path)}
 
-    export_btn.click(on_export, [admin_key], [admin_file], api_name="study_admin_export", **events)
+    export_btn.click(
+        on_export,
+        [admin_key],
+        [admin_msg, admin_file],
+        api_name="study_admin_export",
+        **events,
+    )
 
 
 def build_study_tab(

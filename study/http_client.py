@@ -24,6 +24,10 @@ class StudyHTTPError(RuntimeError):
         self.message = message
 
 
+# A refusal's words in an output's HTML (the trial page's status line, the admin panel's line).
+_MESSAGE = re.compile(r'class="study-message"><strong>(.*?)</strong>')
+
+
 @dataclass(frozen=True)
 class Screen:
     """What the rater's page shows after a call."""
@@ -90,7 +94,7 @@ class StudyClient:
         status = value("study-progress", "") or ""
         stage = re.search(r'class="study-status" data-study-stage="(\w*)"', status)
         texts = [html.unescape(t) for t in re.findall(r"<strong>(.*?)</strong>", status)]
-        message = re.search(r'class="study-message"><strong>(.*?)</strong>', status)
+        message = _MESSAGE.search(status)
         index = value("study-trial-index", None)
         return Screen(
             html=value("study-stimulus", "") or "",
@@ -136,10 +140,19 @@ class StudyClient:
         return self._screen(self.call(f"study_rate_{quality}", trial_index))
 
     def admin_progress(self, token: str) -> dict[str, Any]:
-        return self.call("study_admin_progress", token)
+        return self._admin("study_admin_progress", token)
 
     def admin_export(self, token: str) -> dict[str, Any]:
-        return self.call("study_admin_export", token)
+        return self._admin("study_admin_export", token)
+
+    def _admin(self, api_name: str, token: str) -> dict[str, Any]:
+        """The outputs; a refusal (a wrong token), which the page shows as its message line,
+        raises StudyHTTPError with those words."""
+        out = self.call(api_name, token)
+        message = _MESSAGE.search(str(out.get("study-admin-message") or ""))
+        if message:
+            raise StudyHTTPError(200, html.unescape(message.group(1)))
+        return out
 
     def close(self) -> None:
         self.http.close()

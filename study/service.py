@@ -749,3 +749,9 @@ def _clean_rt(rt_ms: float | None) -> float | None:
 def check_token(given: str | None, expected: str) -> bool:
     """Constant-time comparison of an admin token."""
     return bool(given) and hmac.compare_digest(str(given).encode(), expected.encode())
+
+
+def require_admin_token(given: str | None, expected: str) -> None:
+    """Refuse (StudyError "bad_token", a message for people) unless `given` is the admin token."""
+    if not check_token(given, expected):
+        raise StudyError("bad_token", "Invalid admin token.")

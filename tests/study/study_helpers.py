@@ -37,6 +37,18 @@ def make_study(folder: Path, **kw) -> StudyService:
     return service
 
 
+def is_skip(value) -> bool:
+    """An output an event left as it was (gr.skip(): an update with no property in it)."""
+    if isinstance(value, dict) and "props" in value:
+        value = value["props"]
+    return value == {"__type__": "update"}
+
+
+def changes_nothing(outputs: dict) -> bool:
+    """Every output of a reply left as it was (a gr.State's slot never travels: None)."""
+    return bool(outputs) and all(is_skip(v) for k, v in outputs.items() if k != "state")
+
+
 def complete_session(url: str, code: str, rng: random.Random, double_every: int = 3) -> dict:
     """One rater from code to thank-you; every few trials the click is sent twice at once."""
     client = StudyClient(url)

@@ -7,7 +7,7 @@ import io
 
 import gradio as gr
 import pytest
-from study_helpers import free_port
+from study_helpers import changes_nothing, free_port
 
 from model.cli import main
 from study.app import build_study_app, build_study_tab
@@ -51,6 +51,10 @@ def test_tab_mounts_in_another_app(study):
     demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True)
     try:
         client = StudyClient(demo.local_url)
+        # A first visit to the tab (the demo's Study tab): the resume on load changes nothing
+        # and fails nothing (it once failed on every fresh page, an "Error" badge over consent).
+        first_visit = client.call("study_resume", {})
+        assert changes_nothing(first_visit), first_visit
         client.start("mounted")
         screen = client.begin()
         assert screen.stage == "expression" and screen.trial_index == 0

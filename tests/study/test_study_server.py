@@ -13,8 +13,16 @@ from collections import Counter
 
 import httpx
 import pytest
-from study_helpers import ADMIN_TOKEN, StudyServer, complete_session, make_study
+from study_helpers import (
+    ADMIN_TOKEN,
+    StudyServer,
+    changes_nothing,
+    complete_session,
+    is_skip,
+    make_study,
+)
 
+from model.config import EXPRESSIONS
 from study.http_client import StudyClient, StudyHTTPError
 from study.service import EXPORT_COLUMNS
 
@@ -64,6 +72,47 @@ def test_thirty_concurrent_raters_every_answer_once(served):
     people = [p for p in service.progress() if p.code.startswith("rater-")]
     assert all(p.completed for p in people)
     assert Counter(p.list_index for p in people) == {0: N_RATERS // 2, 1: N_RATERS // 2}
+
+
+NO_SESSION = "no session: start from the beginning"
+NOT_A_TRIAL = "the trial index is a whole number"
+ADMIN_EVENTS = ("study_admin_progress", "study_admin_export")
+
+
+def test_every_event_answers_a_blank_fresh_session(served):
+    """Every event, called as a first visit would (no session, empty inputs), answers with its
+    outputs filled (no Gradio error, which a page shows as a red 'Error' badge) and, where it
+    refuses, with words for the page; the server logs no traceback. The first-visit resume
+    once failed with "didn't return enough output values" on every fresh page."""
+    service, server = served
+    log_start = len(server.log_path.read_text())
+    client = StudyClient(server.url)
+    expected = {
+        "study_consent": {"study-consent-message": "Please tick the box to take part."},
+        "study_start": {"study-register-message": "**consent is needed to take part**"},
+        **{name: NO_SESSION for name in ("study_begin", "study_continue", "study_resync")},
+        **{f"study_answer_{e}": NOT_A_TRIAL for e in EXPRESSIONS},
+        **{f"study_rate_{q}": NOT_A_TRIAL for q in range(1, 8)},
+    }
+    assert set(client._deps) == {*expected, "study_resume", *ADMIN_EVENTS}, "an event untested"
+    for name, want in expected.items():
+        out = client.call(name)
+        if isinstance(want, dict):
+            assert {k: out[k] for k in want} == want, name
+        else:
+            assert client._screen(out).message == want, name
+    # A first visit (nothing stored in the browser): nothing on the page changes.
+    out = client.call("study_resume", {})
+    assert changes_nothing(out), out
+    assert client.resume(None).stage is None
+    # A session this database does not know: the browser's copy is cleared, the page stays.
+    out = client.call("study_resume", {"token": "not-a-session"})
+    assert out["browserstate"] == {} and is_skip(out["study-page-consent"])
+    for name in ADMIN_EVENTS:
+        with pytest.raises(StudyHTTPError, match="Invalid admin token"):
+            client._admin(name, "")
+    log = server.log_path.read_text()[log_start:]
+    assert "Traceback" not in log and "Error" not in log, log[-2000:]
 
 
 def test_admin_refused_without_token(served):
