@@ -1,7 +1,8 @@
 """`python analysis/report.py [--db URL | --csv FILE] [--out DIR]`: the study's report.
 
 Tables 3-5 as in Yoshihashi et al. 2022 (csv/md/tex), the repeated-measures analysis beyond the
-paper (report.md and csv), and plots (PNG), written to results/study/ and printed to the terminal.
+paper (report.md and csv), and plots (PNG), written to a new run folder runs/report/<UTC time>/
+(or --out DIR; the committed report only with an explicit --out results/study) and printed.
 """
 
 from __future__ import annotations
@@ -27,10 +28,9 @@ from analysis.tables import (  # noqa: E402
     out_name,
     write_paper_tables,
 )
-from model.config import RESULTS_DIR  # noqa: E402
+from model.config import new_run_dir  # noqa: E402
 from model.methods.registry import METHODS  # noqa: E402
 
-DEFAULT_OUT = RESULTS_DIR / "study"
 EPILOG = """\
 outputs: table3/4/5 .csv (DESIGN.md's fixed columns) .md .tex; report.md (everything, with the
 repeated-measures analysis and notes); quality_friedman_posthoc, quality_effect_sizes,
@@ -56,8 +56,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument(
         "--out",
         metavar="DIR",
-        default=str(DEFAULT_OUT),
-        help="output folder (default: %(default)s)",
+        default=None,
+        help="output folder (default: a new runs/report/<UTC time>/, never over an earlier "
+        "report; --out results/study updates the committed one)",
     )
     ex = ap.add_argument_group("exclusions (all off by default, as in the paper)")
     ex.add_argument(
@@ -309,7 +310,8 @@ def run(args: argparse.Namespace) -> int:
     except StudyDataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    out = Path(args.out)
+    out = Path(args.out) if args.out else new_run_dir("report")  # only once there is a report
+    out.mkdir(parents=True, exist_ok=True)
     files = write_outputs(data, r, out, plots=not args.no_plots)
     if not args.quiet:
         print(terminal_summary(data, r))

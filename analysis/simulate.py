@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.load import COLUMNS
-from model.config import EXPRESSIONS, REAL
+from model.config import EXPRESSIONS, REAL, new_run_dir
 from model.methods.registry import METHODS
 
 # Latent mean quality (1..7) per method: the paper's Table 3 levels, unmask a little above "landmark".
@@ -152,7 +152,9 @@ def write(out_dir: str | Path, cfg: SimConfig = SimConfig()) -> Path:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
-        "--out", default="results/study", help="folder for the CSV (default: %(default)s)"
+        "--out",
+        default=None,
+        help="folder for the CSV (default: a new runs/simulate/<UTC time>/)",
     )
     ap.add_argument("--participants", type=int, default=SimConfig.participants)
     ap.add_argument("--per-expression", type=int, default=SimConfig.per_expression)
@@ -165,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         inattentive=min(a.inattentive, a.participants),
         seed=a.seed,
     )
-    path = write(a.out, cfg)
+    path = write(a.out if a.out else new_run_dir("simulate"), cfg)
     print(f"wrote SIMULATED study export {path}")
     return 0
 

@@ -39,3 +39,26 @@ def set_offline_env() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+# Where commands write by default (relative to the working directory, as `unmask train`'s run
+# folders; /runs/ is git-ignored). Writing into results/ is always an explicit --out.
+RUNS_DIR = Path("runs")
+
+
+def new_run_dir(kind: str) -> Path:
+    """A new, empty folder runs/<kind>/<UTC time> (created; "-2", "-3", ... when two runs start
+    in the same second), so that a default output never overwrites an earlier one."""
+    import datetime as dt
+
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    parent = RUNS_DIR / kind
+    parent.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 1000):
+        path = parent / (stamp if n == 1 else f"{stamp}-{n}")
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(f"{parent}: no free run folder for {stamp}")

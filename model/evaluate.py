@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from model import metrics as M
-from model.config import MASKED, RESULTS_DIR, shared_data_dir
+from model.config import MASKED, new_run_dir, shared_data_dir
 from model.methods.registry import METHODS
 
 # (column, header in the Markdown tables, decimals). Arrows: which way is better.
@@ -42,7 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = (
         "Writes table2.md/.csv and per_image.csv (or, with --run, table1.md/.csv and "
         "table1_per_image.csv) under --out, and qualitative_synthetic.png / qualitative_real.png "
-        "under --figures. Rows: the masked input first (the floor), then the registry's order; "
+        "under --figures. By default both go to a new run folder, runs/eval/<UTC time>/ (figures "
+        "in its figures/), never over earlier results; to update the committed ones, say so: "
+        "--out results/metrics --figures results/figures. Rows: the masked input first (the floor), then the registry's order; "
         "values are means with t-based 95% confidence intervals. Methods that cannot be loaded "
         "(no weights yet) are skipped and named in the table notes."
     )
@@ -58,13 +60,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
     parser.add_argument("--batch", type=int, default=16, help="images per inpaint_batch call")
     parser.add_argument(
-        "--out", type=Path, default=RESULTS_DIR / "metrics", help="folder for the tables"
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for the tables (default: a new runs/eval/<UTC time>/)",
     )
     parser.add_argument(
         "--figures",
         type=Path,
-        default=RESULTS_DIR / "figures",
-        help="folder for the qualitative grids",
+        default=None,
+        help="folder for the qualitative grids (default: <out>/figures)",
     )
     parser.add_argument("--no-figures", action="store_true", help="skip the qualitative grids")
     parser.add_argument(
@@ -665,6 +670,11 @@ def run_table1(args) -> int:
 def run(args) -> int:
     if args.run is None and args.data is None:
         raise SystemExit("unmask eval: --data DIR (or --run RUN_DIR) is required")
+    if args.out is None:  # never over earlier results: a new run folder unless told otherwise
+        args.out = new_run_dir("eval")
+    if args.figures is None:
+        args.figures = args.out / "figures"
+    print(f"unmask eval: writing to {args.out}", file=sys.stderr)
     # A context, not set_grad_enabled(False): callers in the same process (tests) keep autograd.
     with torch.no_grad():
         if args.segmenter:

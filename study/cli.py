@@ -65,7 +65,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     e = sub.add_parser("export", help="write the long-format CSV (DESIGN.md columns)")
     e.add_argument("--db", default=None, help=db_help)
-    e.add_argument("--out", default="-", help="CSV file, or - for stdout")
+    e.add_argument(
+        "--out",
+        default=None,
+        help="CSV file, or - for stdout (default: study_export.csv in a new runs/study/<UTC time>/)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -250,6 +254,10 @@ def _serve(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     service = _service(args)
     text = service.export_csv()
+    if args.out is None:  # never a stray file in the working directory (the repository root)
+        from model.config import new_run_dir
+
+        args.out = str(new_run_dir("study") / "study_export.csv")
     if args.out == "-":
         sys.stdout.write(text)
     else:

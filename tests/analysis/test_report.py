@@ -194,3 +194,60 @@ def test_plain_sql_fallback_equals_the_study_export(tmp_path, monkeypatch):
     via_sql = load.read_db(url).trials
     pd.testing.assert_frame_equal(via_service, via_sql)
     assert len(via_sql) == len(trials)
+
+
+def test_default_output_is_a_new_run_folder_not_results(tmp_path, monkeypatch, capsys):
+    """report.py wrote into the committed results/study by default."""
+    from model.config import RESULTS_DIR
+
+    committed = {p: p.stat().st_mtime_ns for p in (RESULTS_DIR / "study").iterdir()}
+    path = tmp_path / "export.csv"
+    hand_frame().to_csv(path, index=False)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    argv = ["--csv", str(path), "--no-plots", "--bootstrap", "20", "--quiet"]
+    assert report.main(argv) == 0
+    assert report.main(argv) == 0  # the same second: its own folder
+    runs = sorted((work / "runs" / "report").iterdir())
+    assert len(runs) == 2 and [p.name for p in work.iterdir()] == ["runs"]
+    for run in runs:
+        assert list(pd.read_csv(run / "table3.csv").columns) == TABLE3_COLUMNS
+    assert "runs/report/" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in committed} == committed
+    # Bad input leaves no empty run folder behind.
+    assert report.main(["--csv", str(tmp_path / "missing.csv")]) == 2
+    assert len(list((work / "runs" / "report").iterdir())) == 2
+
+
+def test_sparse_method_is_a_note_in_the_report(tmp_path, capsys):
+    """One trial of a method: no rank-sum on it, and the participants stay in the omnibus tests."""
+    from tests.analysis.fixtures import twenty_frame
+
+    path = tmp_path / "export.csv"
+    twenty_frame().to_csv(path, index=False)
+    out = tmp_path / "o"
+    assert (
+        report.main(["--csv", str(path), "--out", str(out), "--no-plots", "--bootstrap", "20"]) == 0
+    )
+    printed = capsys.readouterr().out
+    assert "fewer than 2 ratings for unmask (n = 1)" in printed
+    assert (
+        "unmask (data from 1 of 20 participants) left out of the test, not the participants"
+        in printed
+    )
+    omnibus = pd.read_csv(out / "omnibus_tests.csv").set_index("test")
+    assert omnibus.loc["Friedman (quality, per-participant means)", "n"] == 20
+    t4 = pd.read_csv(out / "table4.csv")
+    assert t4.loc[(t4["method_a"] == "unmask") | (t4["method_b"] == "unmask"), "p_hqs"].isna().all()
+
+
+def test_simulate_defaults_to_a_run_folder(tmp_path, monkeypatch):
+    from analysis import simulate
+
+    monkeypatch.chdir(tmp_path)
+    assert (
+        simulate.main(["--participants", "2", "--per-expression", "1", "--inattentive", "0"]) == 0
+    )
+    (run,) = (tmp_path / "runs" / "simulate").iterdir()
+    assert [p.name for p in run.iterdir()] == ["study_export_simulated_seed0_n2.csv"]

@@ -211,3 +211,27 @@ def test_eval_segmenter_on_a_built_split(tiny_dataset, tmp_path):
     assert report["iou_mean"] > 0.8
     assert report["real_photos_shown"] == 1 and (figs / "segmenter_real.png").is_file()
     assert "mean IoU" in (out / "segmenter.md").read_text()
+
+
+def test_default_output_is_a_new_run_folder_not_results(tiny_dataset, tmp_path, monkeypatch):
+    """README step 3 rewrote the committed results/metrics/table2.* and the figures."""
+    pytest.importorskip("model.methods.telea", reason="telea method not in the tree yet")
+    from model.config import RESULTS_DIR
+    from model.data import load_split
+
+    _, data = tiny_dataset
+    split = max(("test", "val", "train"), key=lambda s: len(load_split(data, s)))
+    committed = {
+        p: p.stat().st_mtime_ns for p in RESULTS_DIR.rglob("*") if p.is_file()
+    }  # what the repository ships
+    monkeypatch.chdir(tmp_path)
+    argv = ["eval", "--data", str(data), "--split", split, "--methods", "telea", "--limit", "1"]
+    argv += ["--no-face-metrics", "--real-photos", str(tmp_path / "none")]
+    assert unmask(argv) == 0
+    assert unmask(argv) == 0  # a second run in the same second gets its own folder
+    runs = sorted((tmp_path / "runs" / "eval").iterdir())
+    assert len(runs) == 2 and runs[0].name != runs[1].name
+    for run in runs:
+        assert (run / "table2.md").is_file() and (run / "table2.csv").is_file()
+        assert (run / "figures" / "qualitative_synthetic.png").is_file()
+    assert {p: p.stat().st_mtime_ns for p in committed} == committed
