@@ -454,8 +454,10 @@ def _given_mask(
             f"The mask marks {cover:.1%} of the photo as the hole: only the face mask should be "
             "white (or painted, on a transparent layer), the rest black (or transparent).",
         )
+    # To the working copy's size first (area-averaged: no aliasing from a 100 Mpx mask), then
+    # warped like the photo was. uint8, not float: a full-size mask can be 100+ Mpx.
     small = cv2.resize(
-        region.astype(np.float32), (work.shape[1], work.shape[0]), interpolation=cv2.INTER_AREA
+        region.astype(np.uint8) * 255, (work.shape[1], work.shape[0]), interpolation=cv2.INTER_AREA
     )
     warped = cv2.warpAffine(
         small,
@@ -463,7 +465,7 @@ def _given_mask(
         (IMAGE_SIZE, IMAGE_SIZE),
         flags=cv2.INTER_LINEAR,
     )
-    aligned = warped > 0.5
+    aligned = warped > 127
     if not aligned.any():
         raise InputError(
             "bad_mask",

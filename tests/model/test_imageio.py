@@ -142,6 +142,7 @@ def test_exif_rotation(small):
     img = load_image(_jpeg(stored, exif=exif.tobytes()))
     assert img.shape == small[:, :96].shape
     assert np.abs(img.astype(int) - small[:, :96]).mean() < 5
+    assert read_image(_jpeg(stored, exif=exif.tobytes()))[1] == (96, 128)  # upright (w, h)
 
 
 def test_large_image_downscaled():
