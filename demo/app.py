@@ -25,15 +25,10 @@ QUEUE_MAX = 64
 MAX_UPLOAD = "40mb"  # larger photos are refused by the server; up to this they are downscaled
 
 
-UNREADABLE_PHOTO = (
-    "This file is not an image we can read ({reason}). Try a JPEG, PNG or WebP photo, or the "
-    "'any image file' box below for TIFF, BMP and other formats."
-)
-
-
 def readable_refusal(image: gr.Image) -> gr.Image:
-    """Make an image input's refusal of an undecodable file say so: Gradio decodes an upload
-    before any handler runs and would show a bare "Error".
+    """Let an image input's handler refuse an undecodable file: Gradio decodes an upload before
+    any handler runs, and a decoding error there would leave bare "Error" badges on every output
+    (the message only in a toast that fades). The handler gets a `service.Unreadable` instead.
 
     Wraps this instance's `preprocess` (a `gr.Image` subclass would make Gradio write a .pyi
     stub of this whole module beside it on every import).
@@ -44,7 +39,8 @@ def readable_refusal(image: gr.Image) -> gr.Image:
         try:
             return decode(payload)
         except Exception as exc:  # any decoding failure: the visitor gets a message, no trace
-            raise gr.Error(UNREADABLE_PHOTO.format(reason=type(exc).__name__)) from exc
+            log.info("photo box: undecodable upload (%s: %s)", type(exc).__name__, exc)
+            return service.Unreadable(type(exc).__name__)
 
     image.preprocess = preprocess
     return image
@@ -159,7 +155,8 @@ def _compare_tab(visit: gr.State) -> None:
 
 def _prepare(src):
     view = service.prepare_upload(src)
-    return view.visit, view.status, view.editor, [], "", None, None
+    editor = view.editor or service.blank_editor()
+    return view.visit, view.status, editor, [], "", None, None
 
 
 def _add_mask(visit, style, seed):

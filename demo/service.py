@@ -53,6 +53,20 @@ class Visit:
 
 
 @dataclass(frozen=True)
+class Unreadable:
+    """An upload the photo box could not decode; the app hands it on instead of raising, so that
+    the refusal is a message in the page like every other (a raised error leaves "Error" badges)."""
+
+    reason: str  # the decoder's exception class, e.g. UnidentifiedImageError
+
+
+UNREADABLE_PHOTO = (
+    "This file is not an image we can read ({reason}). Try a JPEG, PNG or WebP photo, or the "
+    "'any image file' box below for TIFF, BMP and other formats."
+)
+
+
+@dataclass(frozen=True)
 class View:
     """What the page shows after a step; `None` fields leave that part of the page empty."""
 
@@ -205,9 +219,12 @@ def _closeup_box(prepared: pipeline.Prepared) -> tuple[int, int, int, int]:
 
 
 def prepare_upload(src: Any) -> View:
-    """A new photo (path, bytes, array): find the face and predict the mask."""
+    """A new photo (path, bytes, array, or an `Unreadable` upload): find the face, predict the
+    mask."""
     if src is None:
         return View(Visit(), status="")
+    if isinstance(src, Unreadable):
+        return View(Visit(), status=_error(UNREADABLE_PHOTO.format(reason=src.reason)))
     try:
         prepared = pipeline.prepare(src)
     except pipeline.InputError as err:
@@ -227,6 +244,8 @@ def add_synthetic_mask(visit: Visit, style: str, seed: int = 0) -> View:
     prepared = visit.prepared
     if prepared is None:
         return View(visit, status=_error("Upload a photo (or pick an example) first."))
+    if not 0 <= float(seed or 0) < 2**63:
+        return View(visit, status=_error(f"The seed must be a whole number from 0 (got {seed})."))
     base = prepared
     if prepared.truth is not None:  # re-mask the original face, not a face already masked
         base = replace(
@@ -345,6 +364,16 @@ def editor_value(prepared: pipeline.Prepared) -> dict:
     """An ImageEditor value: the overlay as background, no brush layers yet."""
     return {
         "background": overlay(prepared.aligned.image, prepared.mask),
+        "layers": [],
+        "composite": None,
+    }
+
+
+def blank_editor() -> dict:
+    """An ImageEditor value with nothing to paint on (after a refused upload): a plain canvas,
+    since a `None` value after an earlier face leaves the editor spinning forever."""
+    return {
+        "background": np.full((EDITOR_SIZE, EDITOR_SIZE, 3), 245, np.uint8),
         "layers": [],
         "composite": None,
     }

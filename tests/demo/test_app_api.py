@@ -48,19 +48,26 @@ def test_upload_then_run_every_method(demo_server, masked_astronaut_png, tmp_pat
 
 
 def test_non_image_file_gets_a_message(demo_server, masked_astronaut_png, tmp_path):
+    import numpy as np
     from gradio_client import Client, handle_file
+    from PIL import Image
 
     path = tmp_path / "notes.txt"
     path.write_text("not a photo")
     client = Client(demo_server, verbose=False, download_files=str(tmp_path))
     status = client.predict(handle_file(str(path)), api_name="/prepare_file")[0]
     assert "not an image" in status and "Traceback" not in status
-    # The photo box decodes before the handler: its refusal is a message too, not "Error".
+    # The photo box decodes before the handler: its refusal is the same kind of status message
+    # (not a raised error, which leaves bare "Error" badges on the page), and it clears the face.
+    status = client.predict(handle_file(str(masked_astronaut_png)), api_name="/prepare")[0]
+    assert "⚠" not in status, status
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n and then nothing")
     for bad in (path, broken):
-        with pytest.raises(Exception, match="not an image we can read"):
-            client.predict(handle_file(str(bad)), api_name="/prepare")
+        status, editor, *_ = client.predict(handle_file(str(bad)), api_name="/prepare")
+        assert "not an image we can read" in status and "Traceback" not in status
+        background = np.asarray(Image.open(editor["background"]))  # the face is gone: blank
+        assert background.min() == background.max(), "the earlier face is still in the editor"
     # The box still works afterwards.
     status = client.predict(handle_file(str(masked_astronaut_png)), api_name="/prepare")[0]
     assert "⚠" not in status, status

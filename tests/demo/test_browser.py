@@ -80,3 +80,53 @@ def test_upload_run_and_compare(browser, demo_server, masked_astronaut_png, tmp_
     foreign = [u for u in requests if urlparse(u).scheme in ("http", "https", "ws", "wss")
                and urlparse(u).hostname not in LOCAL_HOSTS]  # fmt: skip
     assert foreign == [], f"outbound requests: {foreign}"
+
+
+# A component's red "Error" badge: a visible leaf reading just "Error", outside the toasts (whose
+# title is "Error" above the message itself).
+NO_ERROR_BADGE = """() => ![...document.querySelectorAll('body *')].some(
+    e => e.children.length === 0 && e.innerText?.trim() === 'Error' && e.offsetParent !== null
+         && !e.closest('[class*=toast]'))"""
+
+
+def test_a_non_image_after_a_good_photo_gets_a_message(
+    browser, demo_server, masked_astronaut_png, tmp_path
+):
+    """Issue 14: after an earlier upload, a non-image in the photo box left only red "Error"
+    badges (the raised refusal's toast fades). Now: the refusal's words, in the page."""
+    text_as_png = tmp_path / "notes.png"  # passes the box's image/* filter, fails to decode
+    text_as_png.write_text("not a photo")
+    text = tmp_path / "notes.txt"  # refused by the box itself, in the browser
+    text.write_text("not a photo")
+    page = browser.new_page(viewport={"width": 1300, "height": 1400})
+    page.set_default_timeout(120_000)
+    upload = page.locator("#photo input[type=file]")
+    try:
+        page.goto(demo_server)
+        page.wait_for_selector("#run")
+        upload.set_input_files(str(masked_astronaut_png))
+        page.wait_for_function(
+            "() => document.querySelector('#status').innerText.includes('Ready:')"
+        )
+        upload.set_input_files(str(text_as_png))
+        page.wait_for_function(
+            "() => document.querySelector('#status').innerText.includes('not an image we can read')"
+        )
+        assert page.locator("#status").is_visible()
+        assert page.evaluate(NO_ERROR_BADGE), "a bare 'Error' badge is shown"
+        # The earlier face is gone from the mask editor: nothing stale to run on.
+        page.locator("#run").click()
+        page.wait_for_function(
+            "() => document.querySelector('#status').innerText.includes('Upload a photo')"
+        )
+
+        upload.set_input_files(str(masked_astronaut_png))
+        page.wait_for_function(
+            "() => document.querySelector('#status').innerText.includes('Ready:')"
+        )
+        upload.set_input_files(str(text))
+        page.get_by_text("Invalid file type: notes.txt").first.wait_for(state="visible")
+        assert page.evaluate(NO_ERROR_BADGE), "a bare 'Error' badge is shown"
+    finally:
+        page.screenshot(path=str(tmp_path / "refusal.png"), full_page=True)
+        page.close()

@@ -61,6 +61,7 @@ def test_upload_shows_the_face_with_the_mask_overlay(astronaut):
         (b"%PDF-1.4 not an image", "not an image"),
         (np.full((240, 320, 3), 200, np.uint8), "No face"),
         (None, ""),
+        (service.Unreadable("UnidentifiedImageError"), "not an image we can read"),
     ],
 )
 def test_bad_uploads_become_messages(data, expected):
@@ -152,3 +153,9 @@ def test_about_lists_every_method_and_the_metrics_table(tmp_path, monkeypatch):
     assert "| telea | 20 |" in text
     for spec in METHODS.values():
         assert spec.label in text
+
+
+def test_a_negative_seed_gets_a_message(visit):
+    view = service.add_synthetic_mask(visit, "cloth", seed=-5)
+    assert "seed must be a whole number from 0" in view.status
+    assert view.visit is visit
