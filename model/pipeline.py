@@ -188,13 +188,14 @@ def _load(src: Any) -> tuple[np.ndarray, tuple[int, int], list[str]]:
     return photo, size, messages
 
 
-def find_face(photo: np.ndarray) -> tuple[Any, list[str]]:
-    """The main face, aligned to 256², and notes (several faces, small, turned); raises InputError."""
-    from model.faces import FaceError, find_and_align
+def find_face(photo: np.ndarray, face: int | None = None) -> tuple[Any, list[str]]:
+    """The main face (or face number `face`, 1 = the largest), aligned to 256², and notes (several
+    faces, small, turned); raises InputError."""
+    from model.faces import FaceError, find_and_align, main_face_note
 
     messages = []
     try:
-        aligned = find_and_align(photo)
+        aligned = find_and_align(photo, face=face)
     except FaceError as err:
         aligned = _align_as_closeup(photo) if err.reason == "no_face" else None
         if aligned is None or not _plausible_closeup(aligned.image):
@@ -203,12 +204,9 @@ def find_face(photo: np.ndarray) -> tuple[Any, list[str]]:
             "The face detector found no face (masks hide much of what it looks for), so the photo "
             "was taken as a close-up of one face: check that the red overlay sits on the mask."
         )
-    others = int(getattr(aligned, "n_other_faces", 0) or 0)
-    if others:
-        faces = "face" if others == 1 else "faces"
-        messages.append(
-            f"Found {others + 1} faces: the largest one is used ({others} other {faces} ignored)."
-        )
+    note = main_face_note(aligned)  # says which face was used, by the rule that chose it
+    if note:
+        messages.append(note)
     size = float(getattr(aligned, "face_size", 0.0) or 0.0)
     if 0 < size < SMALL_FACE_PX:
         messages.append(f"The face is small ({size:.0f} px wide): expect a blurry result.")
@@ -261,10 +259,12 @@ def _plausible_closeup(face: np.ndarray) -> bool:
 
 
 def predict_mask(
-    face: np.ndarray, landmarks: np.ndarray | None = None
+    face: np.ndarray, landmarks: np.ndarray | None = None, inside: np.ndarray | None = None
 ) -> tuple[np.ndarray, list[str], str]:
-    """Mask region of an aligned face (cleaned with its landmarks when given):
-    (bool (256, 256), notes, source)."""
+    """Mask region of an aligned face by the segmenter and the region rule (model.segmenter.
+    find_mask_region; `inside`: which aligned pixels lie in the photo): (bool (256, 256), notes,
+    source). Source "none" with an empty region: no face mask was found (or no segmenter), and the
+    photo is to be left unchanged."""
     segmenter = get_segmenter()
     if segmenter is None:
         empty = np.zeros((IMAGE_SIZE, IMAGE_SIZE), dtype=bool)
@@ -276,19 +276,19 @@ def predict_mask(
             ],
             "none",
         )
-    from model.segmenter import clean_mask
+    from model.segmenter import find_mask_region
 
-    mask = clean_mask(segmenter.predict(face), landmarks)
-    notes = []
-    if mask.mean() < 0.01:
-        notes.append(
-            "No face mask was found on this face: mark the region yourself (brush, or --mask), "
-            "or add a synthetic mask to compare against the real face."
-        )
-    return mask, notes, "segmenter"
+    if landmarks is None:
+        from model.faces import landmarks_of
+
+        landmarks = landmarks_of(face)
+    region = find_mask_region(segmenter, face, landmarks, inside)
+    if not region.found:
+        return region.mask, [region.message], "none"
+    return region.mask, [], "segmenter"
 
 
-def prepare(photo: Any, *, mask: Any = None) -> Prepared:
+def prepare(photo: Any, *, mask: Any = None, face: int | None = None) -> Prepared:
     """Load `photo` (path, bytes, PIL, array), align its main face, and predict (or take) the mask.
 
     `mask`: optional mask of the photo, always in the photo's own (upright) coordinates: a bool
@@ -299,13 +299,13 @@ def prepare(photo: Any, *, mask: Any = None) -> Prepared:
     """
     image, size, messages = _load(photo)
     work, to_work = _working_copy(image)
-    aligned, notes = find_face(work)
+    aligned, notes = find_face(work, face)
     messages += notes
     if mask is not None:
         region, notes = _given_mask(mask, size, work, aligned.matrix)
         source = "given"
     else:
-        region, notes, source = predict_mask(aligned.image, aligned.landmarks)
+        region, notes, source = predict_mask(aligned.image, aligned.landmarks, aligned.inside)
     messages += notes
     return Prepared(image, _on_photo(aligned, to_work, image.shape[:2]), region, messages, source)
 

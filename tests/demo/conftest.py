@@ -19,16 +19,20 @@ READY_TIMEOUT_S = 180
 
 @pytest.fixture(scope="session")
 def demo_server(tmp_path_factory) -> str:
-    """URL of `python -m model demo` launched in a subprocess; stopped after the session."""
+    """URL of `python -m model demo` launched in a subprocess; stopped after the session.
+
+    Host and port are given the way Gradio's users give them, in GRADIO_SERVER_NAME and
+    GRADIO_SERVER_PORT (no flags): `unmask demo` must honour them (issue 14)."""
     port = free_port()
     log_path = tmp_path_factory.mktemp("demo-server") / "server.log"
     env = {**os.environ, "UNMASK_UNTRAINED": "1", "GRADIO_ANALYTICS_ENABLED": "False",
            "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1",
+           "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
            "DATABASE_URL": f"sqlite:///{log_path.parent / 'study.sqlite'}",  # the study tab's DB
            "UNMASK_STUDY_TOKEN": "test-token"}  # fmt: skip
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "model", "demo", "--host", "127.0.0.1", "--port", str(port)],
+            [sys.executable, "-m", "model", "demo"],
             cwd=REPO_DIR,
             env=env,
             stdout=log,
