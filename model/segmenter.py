@@ -1,9 +1,13 @@
-"""The mask segmenter as a service: where is the face mask on an aligned face (weights key "segmenter")."""
+"""The mask segmenter as a service: where is the face mask on an aligned face (weights key
+"segmenter"), and the one rule that turns its prediction into the hole to inpaint, or into "no
+mask" (`find_mask_region`)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from torch import nn
@@ -26,6 +30,13 @@ class Segmenter:
         x = images.to(self.device, torch.float32)
         return torch.sigmoid(self.net(x).float()).to(images.device)
 
+    def probability(self, image: np.ndarray) -> np.ndarray:
+        """image uint8 (H, W, 3) (an aligned face) -> float32 (H, W), probability of mask."""
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"image must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
+        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 127.5 - 1
+        return self.predict_batch(x)[0, 0].numpy()
+
     def predict(self, image: np.ndarray, margin_px: int = 0) -> np.ndarray:
         """image uint8 (H, W, 3) (an aligned 256x256 face) -> bool (H, W), True = mask.
 
@@ -42,26 +53,118 @@ class Segmenter:
         return mask[0, 0].cpu().numpy()
 
 
-def clean_mask(mask: np.ndarray, landmarks: np.ndarray | None = None) -> np.ndarray:
-    """A predicted mask region made plausible: one piece, no holes, nothing over the eyes.
+# --- the final region: one rule, used by the pipeline, the demo and the evaluation -------------
 
-    Real photos bring patterns the synthetic masks never had: the raw prediction can leave holes
-    in printed fabric and stray blobs on hair or background. A face mask is one solid region
-    below the eyes, so keep the largest connected piece, fill its holes, and (given the aligned
-    68 landmarks) clear everything above the lower eyelids.
+NO_MASK_AREA = 0.01  # a region under 1 % of the aligned face is "no mask"
+MIN_CONFIDENCE = 0.75  # ... and so is one whose mean probability is below this
+SIDE_REACH = 0.35  # the region may reach this far past the jaw line (inter-ocular distances)
+CHIN_REACH = 0.9  # ... and this far below the chin (masks run under it)
+EDGE_REACH_PX = 14  # a region this close to the photo's edge is extended to it
+CLOSE_PX = 4  # closing radius: rims and gaps in printed fabric
+NO_MASK_MESSAGE = (
+    "No face mask was found on this face, so the photo is left unchanged. To inpaint anyway, "
+    "paint the region yourself (brush, or --mask), or add a synthetic mask to compare against "
+    "the real face."
+)
+
+
+@dataclass(frozen=True)
+class MaskRegion:
+    """The answer to "where is the face mask?" on an aligned face."""
+
+    mask: np.ndarray  # bool (256, 256): the hole to inpaint; all False when not found
+    found: bool  # False: no mask (the photo is to be left unchanged)
+    area: float  # share of the aligned face the final region covers (before the no-mask test)
+    confidence: float  # mean predicted probability inside it
+    message: str | None = None  # for a person, when not found
+
+
+def lower_face_zone(landmarks: np.ndarray, shape: tuple[int, int] = (256, 256)) -> np.ndarray:
+    """(H, W) bool: where a face mask can be: below the eyes (model.masks.eye_guard, the rule the
+    synthetic masks follow), inside the jaw line grown by SIDE_REACH at the cheeks and CHIN_REACH
+    under the chin. Never the background beside the head, never the hair or the eyes."""
+    from model.masks import _FaceFrame, eye_guard
+
+    frame = _FaceFrame(landmarks)
+    loc = frame.loc
+    centre = loc[[30, 33, 51, 57]].mean(0)
+    pts = []
+    for i in range(17):
+        w = float(np.clip(1 - abs(i - 8) / 5, 0, 1))  # 0 at the ears, 1 at the chin
+        reach = SIDE_REACH + (CHIN_REACH - SIDE_REACH) * w
+        d = loc[i] - centre
+        pts.append(loc[i] + reach * d / max(np.linalg.norm(d), 1e-6))
+    # The top edge: the lower eyelids at the sides, a hair above landmark 28 on the nose
+    # bridge (where KN95 masks sit); eye_guard then cuts the eyes themselves out.
+    eyelids = loc[[40, 41, 46, 47], 1].max()
+    bridge = np.array([loc[27, 0], loc[28, 1] - 0.05])
+    pts = [np.array([p[0], max(p[1], eyelids)]) for p in pts]  # none above the eyelids
+    pts = [np.array([pts[0][0], eyelids]), *pts, np.array([pts[-1][0], eyelids]), bridge]
+    zone = np.zeros(shape, np.uint8)
+    poly = np.round(frame.world(np.array(pts)) * 8).astype(np.int32)
+    cv2.fillPoly(zone, [poly], 1, lineType=cv2.LINE_8, shift=3)
+    return (zone > 0) & ~eye_guard(landmarks, shape)
+
+
+def final_region(
+    prob: np.ndarray, landmarks: np.ndarray, inside: np.ndarray | None = None
+) -> np.ndarray:
+    """The hole to inpaint, from the segmenter's probabilities (H, W) on an aligned face.
+
+    1. threshold, and keep only the lower-face zone (`lower_face_zone`);
+    2. keep the largest connected piece (a mask is one piece; strays on hands, hair, shirts go);
+    3. close (CLOSE_PX) and fill holes (printed fabric, a rim the network missed), then smooth
+       the outline (a blur and threshold) and clip to the zone again;
+    4. with `inside` (bool (H, W), which aligned pixels lie in the photo): where the region comes
+       within EDGE_REACH_PX of the photo's edge, extend it to the edge and a little past it, so no
+       band of mask stays between the hole and the border after the feathered paste-back.
     """
-    import cv2
     from scipy.ndimage import binary_fill_holes
 
-    m = np.asarray(mask, dtype=bool).copy()
-    if landmarks is not None:
-        eyes_bottom = float(np.max(np.asarray(landmarks)[[40, 41, 46, 47], 1]))
-        m[: max(0, int(np.ceil(eyes_bottom)) + 2)] = False
+    zone = lower_face_zone(landmarks, prob.shape)
+    m = (np.asarray(prob) > THRESHOLD) & zone
     n, labels, stats, _ = cv2.connectedComponentsWithStats(m.astype(np.uint8), connectivity=8)
     if n <= 1:
-        return m
-    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    return binary_fill_holes(labels == largest)
+        return np.zeros_like(m)
+    m = labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * CLOSE_PX + 1, 2 * CLOSE_PX + 1))
+    m = cv2.morphologyEx(m.astype(np.uint8), cv2.MORPH_CLOSE, disk) > 0
+    m = binary_fill_holes(m)
+    m = (cv2.GaussianBlur(m.astype(np.float32), (0, 0), 2.0) > 0.5) & zone
+    if inside is not None and m.any() and not np.asarray(inside).all():
+        inside = np.asarray(inside, bool)
+        to_edge = cv2.distanceTransform(inside.astype(np.uint8), cv2.DIST_L2, 3)
+        k = 2 * EDGE_REACH_PX + 1
+        near_region = cv2.dilate(m.astype(np.uint8), np.ones((k, k), np.uint8)) > 0
+        m |= near_region & (to_edge <= EDGE_REACH_PX) & (to_edge > 0) & _grown(zone, 8)
+        m |= ~inside & (cv2.dilate(m.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0)
+    return m
+
+
+def _grown(mask: np.ndarray, px: int) -> np.ndarray:
+    k = 2 * px + 1
+    return cv2.dilate(mask.astype(np.uint8), np.ones((k, k), np.uint8)) > 0
+
+
+def find_mask_region(
+    segmenter: Segmenter,
+    face: np.ndarray,
+    landmarks: np.ndarray,
+    inside: np.ndarray | None = None,
+) -> MaskRegion:
+    """Where the face mask is on an aligned face, or that there is none.
+
+    The final region (`final_region`) is "no mask" when it covers under NO_MASK_AREA of the face
+    or its mean probability is under MIN_CONFIDENCE: the photo is then to be left unchanged.
+    """
+    prob = segmenter.probability(face)
+    region = final_region(prob, landmarks, inside)
+    area = float(region.mean())
+    confidence = float(prob[region].mean()) if region.any() else 0.0
+    if area < NO_MASK_AREA or confidence < MIN_CONFIDENCE:
+        empty = np.zeros_like(region)
+        return MaskRegion(empty, False, area, confidence, NO_MASK_MESSAGE)
+    return MaskRegion(region, True, area, confidence)
 
 
 def load_segmenter(

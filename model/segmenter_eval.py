@@ -55,7 +55,7 @@ def real_figure(segmenter, photos: Path, out: Path, n: int = 24, cols: int = 6) 
 
     from model.faces import FaceError, find_and_align
     from model.imageio import ImageError, load_image
-    from model.segmenter import clean_mask
+    from model.segmenter import find_mask_region
 
     tiles = []
     for path in sorted(p for p in photos.iterdir() if p.is_file()):
@@ -65,7 +65,7 @@ def real_figure(segmenter, photos: Path, out: Path, n: int = 24, cols: int = 6) 
             face = find_and_align(load_image(path))
         except (FaceError, ImageError):
             continue
-        region = clean_mask(segmenter.predict(face.image), face.landmarks)
+        region = find_mask_region(segmenter, face.image, face.landmarks, face.inside).mask
         tile = face.image.astype(np.float32)
         tile[region] = 0.55 * tile[region] + 0.45 * np.array([255, 0, 0])
         img = Image.fromarray(tile.astype(np.uint8))

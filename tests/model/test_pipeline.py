@@ -29,7 +29,11 @@ def test_prepare_aligns_the_face_and_predicts_a_mask(prepared, astronaut):
         prepared.aligned.image.shape == (256, 256, 3) and prepared.aligned.image.dtype == np.uint8
     )
     assert prepared.mask.shape == (256, 256) and prepared.mask.dtype == bool
-    assert prepared.mask_source == "segmenter"
+    # Untrained networks here: a region ("segmenter") or the "no mask" answer, with its message.
+    assert prepared.mask_source in ("segmenter", "none")
+    if prepared.mask_source == "none":
+        assert not prepared.mask.any()
+        assert any("No face mask was found" in m for m in prepared.messages)
     assert all(isinstance(m, str) for m in prepared.messages)
 
 

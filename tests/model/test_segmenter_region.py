@@ -1,0 +1,91 @@
+"""The final-region rule (model.segmenter.final_region / find_mask_region) on the aligned
+astronaut's landmarks: only the lower face, one closed piece, reaching the photo's edge; and
+"no mask" for small or unsure regions."""
+
+import numpy as np
+import pytest
+
+from model.segmenter import (
+    NO_MASK_MESSAGE,
+    final_region,
+    find_mask_region,
+    lower_face_zone,
+)
+
+
+@pytest.fixture(scope="module")
+def aligned(astronaut):
+    from model.faces import find_and_align
+
+    return find_and_align(astronaut)
+
+
+def _mask_prob(aligned, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    from model.masks import apply_mask
+
+    seg = apply_mask(aligned.image, aligned.landmarks, seed=seed, style="surgical").seg
+    return seg.astype(np.float32) * 0.95, seg
+
+
+def test_zone_is_the_lower_face(aligned):
+    zone = lower_face_zone(aligned.landmarks)
+    lm = aligned.landmarks
+    eyes_bottom = int(np.ceil(lm[36:48, 1].max()))
+    assert not zone[: int(lm[36:48, 1].min())].any()  # nothing at or above the eyes
+    assert zone[int(lm[33, 1]), int(lm[33, 0])] and zone[int(lm[8, 1]) + 5, int(lm[8, 0])]
+    assert not zone[eyes_bottom + 10, 2] and not zone[eyes_bottom + 10, 253]  # background
+    for i in (36, 39, 42, 45):  # the eye corners themselves
+        assert not zone[int(lm[i, 1]), int(lm[i, 0])]
+
+
+def test_rule_keeps_the_mask_and_drops_what_is_not_on_the_lower_face(aligned):
+    prob, seg = _mask_prob(aligned)
+    noisy = prob.copy()
+    noisy[10:40, 100:150] = 0.9  # on the hair
+    noisy[150:200, 0:20] = 0.9  # on the background beside the head
+    ys, xs = np.nonzero(seg)
+    cy, cx = int(ys.mean()), int(xs.mean())
+    noisy[cy - 4 : cy + 4, cx - 4 : cx + 4] = 0.1  # a printed logo the network missed
+    region = final_region(noisy, aligned.landmarks)
+    assert not region[:40].any() and not region[:, :20].any()
+    assert region[cy - 4 : cy + 4, cx - 4 : cx + 4].all()  # the hole in the fabric closed
+    inter, union = (region & seg).sum(), (region | seg).sum()
+    assert inter / union > 0.95
+
+
+def test_rule_reaches_the_photo_edge(aligned):
+    prob, seg = _mask_prob(aligned)
+    rows = np.nonzero(seg.any(1))[0]
+    edge = rows.max() - 20  # the photo ends 20 px above the mask's bottom
+    inside = np.zeros_like(seg)
+    inside[:edge] = True
+    short = prob.copy()
+    short[edge - 10 :] = 0  # the prediction stops 10 px short of the edge
+    region = final_region(short, aligned.landmarks, inside)
+    cols = np.nonzero(seg[edge - 1])[0]
+    mid = cols[len(cols) // 4 : 3 * len(cols) // 4]
+    assert region[edge - 10 : edge, mid].all()  # the band between hole and edge is in the hole
+    assert region[edge : edge + 3, mid].all()  # and a little past it (the feather)
+    without = final_region(short, aligned.landmarks)
+    assert not without[edge - 5 : edge, mid].any()  # without the edge, nothing is invented
+
+
+class _Fixed:
+    """A segmenter that answers a fixed probability map (the rule is what is tested here)."""
+
+    def __init__(self, prob: np.ndarray):
+        self.prob = prob
+
+    def probability(self, image: np.ndarray) -> np.ndarray:
+        return self.prob
+
+
+def test_no_mask_when_small_or_unsure(aligned):
+    prob, seg = _mask_prob(aligned)
+    found = find_mask_region(_Fixed(prob), aligned.image, aligned.landmarks)
+    assert found.found and found.message is None and found.area > 0.1
+    tiny = np.zeros_like(prob)
+    tiny[180:186, 120:130] = 0.99  # 60 px: under 1 % of the face
+    for p in (tiny, prob * 0.6 / 0.95, np.zeros_like(prob)):  # small; unsure (0.6); nothing
+        r = find_mask_region(_Fixed(p), aligned.image, aligned.landmarks)
+        assert not r.found and not r.mask.any() and r.message == NO_MASK_MESSAGE
