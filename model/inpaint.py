@@ -34,6 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "proportions), used instead of the segmenter for every photo: white = the hole, or "
         "anything painted on a transparent layer",
     )
+    parser.add_argument(
+        "--face",
+        type=int,
+        default=None,
+        help="which face of a photo with several: 1 = the largest (default), 2 = the next, ...",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,18 +74,26 @@ def run(args: argparse.Namespace) -> int:
             f"their results go to {', '.join(names[p] + '/' for p in group)}"
         )
 
-    done, failed = 0, []
+    done, failed, unmasked = 0, [], []
     bar = tqdm(files, unit="photo", disable=len(files) == 1)
     for path in bar:
         bar.set_postfix_str(path.name[:30])
         try:
-            prepared = pipeline.prepare(path, mask=mask)
+            prepared = pipeline.prepare(path, mask=mask, face=args.face)
         except pipeline.InputError as err:
             failed.append(path)
             tqdm.write(f"{path.name}: skipped: {err}")
             continue
         for note in prepared.messages:
             tqdm.write(f"{path.name}: {note}")
+        if not prepared.mask.any() and pipeline.get_segmenter() is not None:
+            # "No mask" is an answer: the photo comes back unchanged, under every method's name.
+            folder = args.out / names[path]
+            folder.mkdir(parents=True, exist_ok=True)
+            for key in keys:
+                Image.fromarray(prepared.photo).save(folder / f"{key}.png")
+            unmasked.append(path)
+            continue
         if not prepared.mask.any():
             failed.append(path)
             tqdm.write(f"{path.name}: skipped: no mask region (give one with --mask)")
@@ -98,6 +112,11 @@ def run(args: argparse.Namespace) -> int:
             Image.fromarray(pipeline.paste_result(prepared, face)).save(folder / f"{key}.png")
         done += 1
     print(f"unmask inpaint: {done} of {len(files)} photos done, written to {args.out}")
+    if unmasked:
+        print(
+            f"no mask: no face mask was found on {len(unmasked)}, written unchanged: "
+            f"{', '.join(p.name for p in unmasked[:20])}"
+        )
     if failed:
         print(f"could not handle {len(failed)}: {', '.join(p.name for p in failed[:20])}")
     return 0 if not failed else 1
