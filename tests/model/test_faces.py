@@ -193,8 +193,11 @@ def test_turned_photo_is_aligned_upright_or_refused(astronaut, aligned, degrees)
         assert err.reason in ("no_face", "not_upright")
         return
     centre = np.s_[60:200, 60:196]  # eyes, nose, mouth
-    diff = np.abs(found.image[centre].astype(int) - aligned.image[centre]).mean()
-    assert diff < 12, (degrees, diff)
+    got, want = (
+        cv2.GaussianBlur(x.astype(np.float32), (0, 0), 3) for x in (found.image, aligned.image)
+    )
+    diff = np.abs(got[centre] - want[centre]).mean()
+    assert diff < 14, (degrees, diff)  # turned 10 degrees: 17; upside down: 38
     assert faces.geometry_problem(found.landmarks) is None
 
 
