@@ -29,6 +29,7 @@ EXPECTED = {
     "astronaut.jpg": "ok",
     "exif_rotated.jpg": "ok",  # pixels stored sideways, EXIF orientation tag says how to turn them
     "rotated_pixels.png": "ok",  # sideways with no tag: found on a turned copy
+    "turned_150.png": "ok",  # turned 150 degrees: found on the 180 copy, fitted again level
     "flipped.jpg": "ok",
     "cmyk.jpg": "ok",
     "rgba.png": "ok",
@@ -70,6 +71,17 @@ def _make_inputs(folder: Path, astronaut: np.ndarray) -> None:
     two = np.hstack([astronaut, astronaut[:, ::-1]])
     Image.fromarray(two).save(folder / "two_faces.jpg", quality=92)
     img.resize((128, 128), Image.Resampling.BOX).save(folder / "tiny.png")
+    Image.fromarray(_turned(astronaut, 150)).save(folder / "turned_150.png")
+
+
+def _turned(image: np.ndarray, degrees: float) -> np.ndarray:
+    import cv2
+
+    h, w = image.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
+    side = int(np.ceil(np.hypot(h, w)))
+    m[:, 2] += (side - w) / 2, (side - h) / 2
+    return cv2.warpAffine(image, m, (side, side), borderValue=(200, 200, 200))
 
 
 @pytest.fixture(scope="module")
@@ -97,13 +109,33 @@ def test_every_file_has_a_row_with_the_right_status(built):
             assert r["reason"], f"{r['source']}: a failure needs a reason"
     assert report["total"] == len(EXPECTED)
     assert report["counts"] == {
-        "ok": 6,
+        "ok": 7,
         "unreadable": 1,
         "not_image": 2,
         "no_face": 1,
         "several_faces": 1,
         "too_small": 1,
     }
+
+
+def test_turned_photo_is_stored_upright(built, astronaut):
+    """A photo turned by 150 degrees (no EXIF) was stored aligned 30 degrees off, as `ok`."""
+    import cv2
+
+    root, _ = built
+    rows = {r["source"]: r for r in _manifest(root / "out")}
+    faces = [
+        cv2.GaussianBlur(
+            np.asarray(Image.open(root / "out" / "face" / f"{rows[n]['id']}.png")).astype(
+                np.float32
+            ),
+            (0, 0),
+            3,
+        )
+        for n in ("astronaut.jpg", "turned_150.png")
+    ]
+    centre = np.s_[60:200, 60:196]
+    assert np.abs(faces[0][centre] - faces[1][centre]).mean() < 14
 
 
 def test_layout_and_rows(built):
@@ -209,7 +241,7 @@ def test_interrupted_run_resumes_from_its_journal(built, tmp_path):
     assert _manifest(out) == rows and not (out / "progress.jsonl").exists()
     assert (
         len(load_split(out, "train")) + len(load_split(out, "val")) + len(load_split(out, "test"))
-        == 6
+        == 7
     )
 
 
@@ -226,7 +258,7 @@ def test_load_split(built):
     root, _ = built
     out = root / "out"
     parts = [load_split(out, s) for s in ("train", "val", "test")]
-    assert sum(len(p) for p in parts) == 6
+    assert sum(len(p) for p in parts) == 7
     p = max(parts, key=len)
     n = len(p)
     assert p.face.shape == p.masked.shape == (n, 256, 256, 3) and p.face.dtype == np.uint8
