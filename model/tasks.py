@@ -44,6 +44,17 @@ class Task:
             for name, net in self.nets.items()
         }
 
+    def prepare(self, train_faces: torch.Tensor) -> None:
+        """Before the first step of a fresh run: fit what has a closed form (a gappy-PCA prior) on
+        the training faces (N, 3, S, S) uint8. Resumed runs get it back from the checkpoint."""
+        from model.networks.gappy_pca import GappyPCA, fit_gappy_pca
+
+        for net in self.nets.values():
+            for module in net.modules():
+                if isinstance(module, GappyPCA):
+                    fitted = fit_gappy_pca(train_faces, module.cfg, seed=self.cfg.seed)
+                    module.load_state_dict(fitted.state_dict())
+
     def train_step(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
@@ -163,13 +174,42 @@ class GanTask(Task):
             )
 
     def metrics(self, pred: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
-        from model.metrics import mse_masked_batch, psnr_batch, ssim_batch
+        from model.metrics import lpips_batch, mse_masked_batch, psnr_batch, ssim_batch
 
         return {
             "mse_mask": mse_masked_batch(pred, batch.face, batch.mask),
             "psnr": psnr_batch(pred, batch.face),
             "ssim": ssim_batch(pred, batch.face),
+            "lpips": lpips_batch(pred, batch.face),
         }
+
+    def grid_rows(self, pred: torch.Tensor, batch: Batch) -> list[torch.Tensor]:
+        return [batch.masked, pred, batch.face]
+
+
+class EigenfaceTask(Task):
+    """The eigenface prior: fitted in closed form by `prepare` (randomized SVD); no steps needed."""
+
+    export_net = "gappy_pca"
+
+    def __init__(self, cfg: TrainConfig, device: torch.device, amp: Amp = contextlib.nullcontext):
+        super().__init__(cfg, device, amp)
+        self.nets = {"gappy_pca": build_network("gappy_pca", **cfg.networks.get("gappy_pca", {}))}
+        self.nets["gappy_pca"].to(device)
+        self.train_nets, self.optimizers = dict(self.nets), {}
+
+    def train_step(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
+        return {}  # nothing to optimise: the basis is fitted once by `prepare`
+
+    @torch.no_grad()
+    def predict(self, batch: Batch) -> torch.Tensor:
+        from model.methods.base import keep_known
+
+        return keep_known(
+            self.nets["gappy_pca"](batch.masked, batch.mask), batch.masked, batch.mask
+        )
+
+    metrics = GanTask.metrics
 
     def grid_rows(self, pred: torch.Tensor, batch: Batch) -> list[torch.Tensor]:
         return [batch.masked, pred, batch.face]
@@ -290,6 +330,7 @@ def load_regressor(cfg: TrainConfig, device: torch.device) -> nn.Module:
 
 TASKS: dict[str, type[Task]] = {
     **dict.fromkeys(RECIPES, GanTask),
+    "eigenface": EigenfaceTask,
     "segmenter": SegmenterTask,
     "landmark_regressor": LandmarkRegressorTask,
 }

@@ -22,7 +22,14 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from model.train_config import AUXILIARY, TrainConfig, preset_names, resolve, to_toml
+from model.train_config import (
+    AUXILIARY,
+    TrainConfig,
+    parse_budget,
+    preset_names,
+    resolve,
+    to_toml,
+)
 
 CKPT_PATTERN = "step_{:07d}.pt"
 
@@ -73,16 +80,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--weights-dir",
-        help="where weights are exported / the regressor is read (default model/weights)",
+        help="shipped weights folder, where the landmark method's regressor is read (default model/weights)",
     )
     parser.add_argument("--run-dir", help="run folder (default runs/<method>-<preset>)")
+    parser.add_argument(
+        "--budget",
+        help="stop cleanly (validate, checkpoint, export) at a wall-clock and/or images-seen budget: "
+        "30m, 1h30m, 90s, 200000img, 45m+200000img (default: none, run --steps)",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "bf16", "fp32"),
+        help="auto (default): bf16 autocast + channels_last on CUDA and on CPUs with native bf16",
+    )
     parser.add_argument(
         "--resume", action="store_true", help="continue from the run folder's latest checkpoint"
     )
     parser.add_argument(
         "--export",
         action="store_true",
-        help="only export the run's latest checkpoint as shipped weights",
+        help="only export the run's latest checkpoint into <run>/weights (then `unmask promote`)",
     )
     parser.add_argument(
         "--no-export", action="store_true", help="do not export weights at the end of training"
@@ -94,8 +111,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     run_dir = args.run_dir or str(Path("runs") / f"{args.method}-{Path(args.preset).stem}")
     if args.export:
-        path = export_checkpoint(latest_checkpoint(Path(run_dir)), weights_dir=args.weights_dir)
-        print(f"exported {path}")
+        path = export_checkpoint(latest_checkpoint(Path(run_dir)))
+        print(f"exported {path}; ship it with `unmask promote --run {run_dir} --data DIR`")
         return 0
     if not args.data:
         raise SystemExit(
@@ -123,6 +140,8 @@ def run(args: argparse.Namespace) -> int:
         regressor=args.regressor,
         weights_dir=args.weights_dir,
         export=False if args.no_export else None,
+        budget=args.budget,
+        precision=args.precision,
     )
     from model.data import load_split
 
@@ -139,6 +158,11 @@ def run(args: argparse.Namespace) -> int:
     )
     if rank == 0:
         print(json.dumps(summary, indent=2, default=str))
+        if "weights" in summary:
+            print(
+                f"weights exported into the run folder; to ship them: "
+                f"unmask promote --run {summary['run_dir']} --data {args.data}"
+            )
     if dist.is_initialized():
         dist.destroy_process_group()
     return 0
@@ -191,6 +215,23 @@ def hardware(device: torch.device, world: int) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "torch": str(torch.__version__),
     }
+
+
+def cpu_has_bf16() -> bool:
+    """Native bf16 arithmetic on this CPU (AVX512-BF16 or AMX): autocast is then ~2x faster."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" or cpu_has_bf16() else "fp32"
+    if precision not in ("bf16", "fp32"):
+        raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")
+    return precision
 
 
 # --- checkpoints -----------------------------------------------------------------------------------
@@ -320,13 +361,18 @@ def train(
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
 
+    precision = resolve_precision(cfg.precision, dev)
+    budget_s, budget_images = parse_budget(cfg.budget)
+
     def amp():
-        return torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
+        if precision == "bf16":
+            return torch.autocast(dev.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     # 1. Networks: identical initialisation on every process (seeded), then per-process RNG (dropout).
     torch.manual_seed(cfg.seed)
     task = TASKS[cfg.method](cfg, dev, amp)
-    if cuda:
+    if precision == "bf16":  # channels_last is what makes bf16 convolutions fast (CPU and CUDA)
         for net in task.nets.values():
             net.to(memory_format=torch.channels_last)
     if world > 1:
@@ -353,6 +399,10 @@ def train(
         raise SystemExit(
             f"{run_dir} already has checkpoints: pass --resume, or choose another --run-dir"
         )
+    else:  # a fresh run: closed-form parts (a gappy-PCA prior) are fitted on the training faces
+        t_prep = time.perf_counter()
+        task.prepare(torch.from_numpy(train_split.face).permute(0, 3, 1, 2))
+        wall_before = time.perf_counter() - t_prep  # it counts against the budget and the card
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         ckpt_dir.mkdir(exist_ok=True)
@@ -403,6 +453,7 @@ def train(
                 "rng": rngs,
                 "val": last_val,
                 "hardware": hw,
+                "precision": precision,
                 "faces": {
                     "train": len(train_split.face),
                     "val": len(val_split.face) if has_val else 0,
@@ -424,13 +475,48 @@ def train(
         desc=f"train {cfg.method}",
         unit="step",
     )
-    step = start
+    step, validated_at = start, -1
+
+    def out_of_budget(step: int, wall: float) -> bool:
+        over = (budget_s and wall >= budget_s) or (
+            budget_images and step * cfg.batch >= budget_images
+        )
+        if world > 1:  # every process stops at the same step
+            flag = torch.tensor([1.0 if over else 0.0], device=dev)
+            dist.all_reduce(flag)
+            over = bool(flag.item())
+        return bool(over)
+
+    def run_validation(step: int, wall: float) -> None:
+        nonlocal last_val, validated_at
+        validated_at = step
+        if rank == 0:
+            last_val = validate(task, val_batches, run_dir / "samples" / f"step_{step:07d}.png")
+            log.write(
+                json.dumps(
+                    {
+                        "kind": "val",
+                        "step": step,
+                        "images_seen": step * cfg.batch,
+                        "wall_s": round(wall, 3),
+                        "val_source": "val" if has_val else "train",
+                        **last_val,
+                    }
+                )
+                + "\n"
+            )
+            log.flush()
+        if world > 1:
+            dist.barrier()
+
+    stopped_by_budget = False
     try:
         for step in range(start + 1, cfg.steps + 1):
             logs = task.train_step(source.batch_at(step - 1), step - 1)
             bar.update(1)
-            last = step == cfg.steps
             wall = wall_before + time.perf_counter() - t0
+            stopped_by_budget = (budget_s or budget_images) and out_of_budget(step, wall)
+            last = step == cfg.steps or stopped_by_budget
             if log is not None and (step % cfg.log_every == 0 or last):
                 vals = {
                     k: round(float(v), 6) for k, v in logs.items()
@@ -450,28 +536,15 @@ def train(
                 log.flush()
                 bar.set_postfix({k: f"{v:.3g}" for k, v in vals.items() if not k.startswith("g_")})
             if (cfg.val_every and step % cfg.val_every == 0) or last:
-                if rank == 0:
-                    last_val = validate(
-                        task, val_batches, run_dir / "samples" / f"step_{step:07d}.png"
-                    )
-                    log.write(
-                        json.dumps(
-                            {
-                                "kind": "val",
-                                "step": step,
-                                "images_seen": step * cfg.batch,
-                                "wall_s": round(wall, 3),
-                                "val_source": "val" if has_val else "train",
-                                **last_val,
-                            }
-                        )
-                        + "\n"
-                    )
-                    log.flush()
-                if world > 1:
-                    dist.barrier()
+                run_validation(step, wall)
             if (cfg.ckpt_every and step % cfg.ckpt_every == 0) or last:
                 checkpoint(step, wall)
+            if stopped_by_budget:
+                break
+        if validated_at != step:  # no step ran (a closed-form task, or already done): still report
+            wall = wall_before + time.perf_counter() - t0
+            run_validation(step, wall)
+            checkpoint(step, wall)
     finally:
         bar.close()
         source.close()
@@ -484,11 +557,16 @@ def train(
         "images_seen": step * cfg.batch,
         "wall_s": round(wall, 2),
         "run_dir": str(run_dir),
+        "precision": precision,
+        "budget": cfg.budget or None,
+        "stopped_by_budget": bool(stopped_by_budget),
         "validation": last_val,
     }
-    if cfg.export and rank == 0 and step == cfg.steps:
+    if cfg.export and rank == 0 and (step == cfg.steps or stopped_by_budget):
         summary["weights"] = str(
-            export_task(task, cfg, step, wall, last_val, train_split, val_split, dev, world)
+            export_task(
+                task, cfg, step, wall, last_val, train_split, val_split, dev, world, precision
+            )
         )
     return summary
 
@@ -505,6 +583,7 @@ def _card(
     n_train: int | None,
     n_val: int | None,
     hw: dict,
+    precision: str = "",
 ) -> dict:
     from model.methods.registry import METHODS
     from model.networks import count_params
@@ -527,31 +606,55 @@ def _card(
         "images_seen": step * cfg.batch,
         "wall_time_s": round(wall, 1),
         "hardware": hw,
+        # The compute budget the run was given and what it used (equal-budget comparisons).
+        "budget": {
+            "given": cfg.budget or f"{cfg.steps} steps",
+            "images_seen": step * cfg.batch,
+            "wall_time_s": round(wall, 1),
+            "precision": precision or cfg.precision,
+        },
         "validation": {k: round(v, 4) for k, v in val.items()},
         "config": asdict(cfg),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 
+def export_dir(cfg: TrainConfig) -> Path:
+    """Where a run exports its weights: never model/weights (that is `unmask promote`'s job)."""
+    return Path(cfg.export_dir) if cfg.export_dir else Path(cfg.run_dir) / "weights"
+
+
 def export_task(
-    task, cfg: TrainConfig, step: int, wall: float, val: dict, train_split, val_split, dev, world
+    task,
+    cfg: TrainConfig,
+    step: int,
+    wall: float,
+    val: dict,
+    train_split,
+    val_split,
+    dev,
+    world,
+    precision: str = "",
 ) -> Path:
     from model.checkpoint import save_weights
 
     net = task.nets[task.export_net]
     n_val = len(val_split.face) if val_split is not None else None
-    card = _card(cfg, net, step, wall, val, len(train_split.face), n_val, hardware(dev, world))
-    return save_weights(cfg.method, net.state_dict(), card, cfg.weights_dir)
+    hw = hardware(dev, world)
+    card = _card(cfg, net, step, wall, val, len(train_split.face), n_val, hw, precision)
+    return save_weights(cfg.method, net.state_dict(), card, export_dir(cfg))
 
 
-def export_checkpoint(path: Path, weights_dir: str | None = None) -> Path:
-    """Ship the exported network of a training checkpoint (e.g. the best step of a long run)."""
+def export_checkpoint(path: Path, export_to: str | None = None) -> Path:
+    """Export the network of a training checkpoint (e.g. the best step of a long run) into its run
+    folder's weights/ (or `export_to`); `unmask promote` ships it."""
     from model.checkpoint import save_weights
     from model.networks import from_architecture
     from model.tasks import TASKS
 
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    cfg = TrainConfig(**{**ckpt["config"], **({"weights_dir": weights_dir} if weights_dir else {})})
+    run_dir = str(Path(path).parent.parent)
+    cfg = TrainConfig(**{**ckpt["config"], "run_dir": run_dir, "export_dir": export_to or ""})
     name = TASKS[cfg.method].export_net
     net = from_architecture(ckpt["architectures"][name])
     net.load_state_dict(ckpt["nets"][name])
@@ -559,7 +662,15 @@ def export_checkpoint(path: Path, weights_dir: str | None = None) -> Path:
     hw = ckpt.get("hardware", {"processes": ckpt["world"]})
     val = ckpt.get("val", {})
     card = _card(
-        cfg, net, ckpt["step"], ckpt["wall_s"], val, faces.get("train"), faces.get("val"), hw
+        cfg,
+        net,
+        ckpt["step"],
+        ckpt["wall_s"],
+        val,
+        faces.get("train"),
+        faces.get("val"),
+        hw,
+        ckpt.get("precision", ""),
     )
     card["checkpoint"] = str(path)
-    return save_weights(cfg.method, net.state_dict(), card, cfg.weights_dir)
+    return save_weights(cfg.method, net.state_dict(), card, export_dir(cfg))

@@ -45,8 +45,15 @@ class TrainConfig:
     regressor: str = (
         ""  # landmark method: landmark_regressor weights (.safetensors) or checkpoint (.pt)
     )
-    weights_dir: str = str(WEIGHTS_DIR)  # where --export writes and the frozen regressor is read
-    export: bool = True  # write <weights_dir>/<key>.safetensors + card at the end
+    weights_dir: str = str(WEIGHTS_DIR)  # shipped weights (the landmark method's frozen regressor)
+    export: bool = True  # write <export_dir>/<key>.safetensors + card at the end
+    export_dir: str = ""  # default <run_dir>/weights; `unmask promote` copies into model/weights
+    # Stop early (cleanly: validate, checkpoint, export) at a wall-clock or images-seen budget:
+    # "30m", "1h30m", "90s", "200000img", or both joined by "+" ("45m+300000img"); "" = none.
+    budget: str = ""
+    # "auto": bf16 autocast + channels_last on CUDA and on CPUs with native bf16 (avx512_bf16/amx),
+    # else fp32; or "bf16" / "fp32" explicitly.
+    precision: str = "auto"
     networks: dict[str, dict[str, Any]] = field(default_factory=dict)  # network name -> options
     losses: dict[str, float] = field(default_factory=dict)  # loss weight overrides for this method
 
@@ -114,3 +121,23 @@ def _toml_value(v: Any) -> str:
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     s = str(v).replace("\\", "\\\\").replace('"', '\\"')
     return f'"{s}"'
+
+
+def parse_budget(text: str) -> tuple[float, int]:
+    """(seconds, images) of a budget string ("30m", "1h30m", "90s", "200000img", "45m+300000img");
+    0 = no limit of that kind. Raises ValueError on anything else."""
+    import re
+
+    seconds, images = 0.0, 0
+    for part in filter(None, (p.strip() for p in text.lower().split("+"))):
+        if m := re.fullmatch(r"(\d+)\s*(img|images)", part):
+            images = int(m.group(1))
+            continue
+        m = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?", part)
+        if not m or not any(m.groups()):
+            raise ValueError(
+                f"budget {part!r} not understood: use e.g. 30m, 1h30m, 90s, 200000img or 45m+200000img"
+            )
+        h, mins, s = (float(g) if g else 0.0 for g in m.groups())
+        seconds = h * 3600 + mins * 60 + s
+    return seconds, images

@@ -10,6 +10,7 @@ from typing import Any
 
 from torch import nn
 
+from model.networks.gappy_pca import GappyPCA, GappyPCAConfig
 from model.networks.landmark_regressor import LandmarkRegressor, LandmarkRegressorConfig
 from model.networks.patchgan import PatchGAN, PatchGANConfig
 from model.networks.unet_dilated_se import UNetDilatedSE, UNetDilatedSEConfig
@@ -24,6 +25,7 @@ NETWORKS: dict[str, tuple[type, type[nn.Module]]] = {
     "unmask_generator": (UnmaskGeneratorConfig, UnmaskGenerator),
     "unet_segmenter": (UNetSegmenterConfig, UNetSegmenter),
     "landmark_regressor": (LandmarkRegressorConfig, LandmarkRegressor),
+    "gappy_pca": (GappyPCAConfig, GappyPCA),
 }
 
 

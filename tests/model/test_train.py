@@ -18,12 +18,13 @@ from support import free_port
 
 from model.checkpoint import WeightsError, load_weights, save_weights
 from model.methods import METHODS
+from model.methods.gan import RECIPES
 from model.networks import from_architecture
 from model.networks.landmark_regressor import MIRROR_68
 from model.train import latest_checkpoint, train
 from model.train_config import resolve
 
-GANS = [k for k, s in METHODS.items() if s.trainable]
+GANS = list(RECIPES)
 SIZE = 64
 
 
@@ -80,7 +81,14 @@ def weights_dir(tmp_path_factory, splits):
     d = tmp_path_factory.mktemp("weights")
     run = tmp_path_factory.mktemp("runs") / "regressor"
     train(
-        resolve("landmark_regressor", "tiny", run_dir=str(run), weights_dir=str(d), steps=2),
+        resolve(
+            "landmark_regressor",
+            "tiny",
+            run_dir=str(run),
+            weights_dir=str(d),
+            export_dir=str(d),
+            steps=2,
+        ),
         *splits,
         progress=False,
     )
@@ -88,7 +96,14 @@ def weights_dir(tmp_path_factory, splits):
 
 
 def _cfg(key: str, run: Path, weights_dir: Path, **kw):
-    return resolve(key, "tiny", run_dir=str(run), weights_dir=str(weights_dir), **kw)
+    return resolve(
+        key,
+        "tiny",
+        run_dir=str(run),
+        weights_dir=str(weights_dir),
+        export_dir=str(weights_dir),
+        **kw,
+    )
 
 
 def _half_rounded(net: torch.nn.Module) -> torch.nn.Module:
@@ -174,14 +189,59 @@ def test_resume_equals_uninterrupted(key, splits, weights_dir, tmp_path):
             assert torch.equal(v, cb["nets"][name][k]), f"{name}.{k} differs after resume"
     assert torch.equal(ca["rng"][0]["cpu"], cb["rng"][0]["cpu"])
     assert a["validation"] == b["validation"]
-    # `unmask train --export` ships a run's latest checkpoint.
+    # `unmask train --export` exports a run's latest checkpoint into the run folder, never into
+    # the shipped weights.
     from model.cli import main
 
     argv = ["train", "--method", key, "--run-dir", str(tmp_path / "b"), "--export"]
-    assert main([*argv, "--weights-dir", str(tmp_path / "w")]) == 0
-    state, card = load_weights(key, tmp_path / "w")
+    assert main(argv) == 0
+    state, card = load_weights(key, tmp_path / "b" / "weights")
     assert card["iterations"] == 4 and card["hardware"]["processes"] == 1
     assert torch.equal(state[next(iter(state))], ca["nets"]["generator"][next(iter(state))].half())
+
+
+def test_eigenface_fit_export_load(splits, weights_dir, tmp_path):
+    """`unmask train --method eigenface` fits the basis in closed form (no steps), validates, exports;
+    the shipped basis fills a training face's hole closer to the truth than the mean face does."""
+    from model.methods.eigenface import build
+    from model.metrics import mse_masked_batch
+
+    torch.set_num_threads(1)
+    summary = train(
+        _cfg("eigenface", tmp_path / "run", weights_dir, steps=0), *splits, progress=False
+    )
+    assert summary["steps"] == 0 and Path(summary["weights"]).is_file()
+    assert {"mse_mask", "psnr", "ssim", "lpips"} <= set(summary["validation"])
+    method = build(METHODS["eigenface"], weights_dir=weights_dir, device="cpu")
+    assert method.card["architecture"]["network"] == "gappy_pca"
+    assert method.card["budget"]["images_seen"] == 0
+    face, masked, seg = splits[0].face, splits[0].masked, splits[0].seg
+    x = torch.from_numpy(masked).permute(0, 3, 1, 2).float() / 127.5 - 1
+    real = torch.from_numpy(face).permute(0, 3, 1, 2).float() / 127.5 - 1
+    m = torch.from_numpy(seg)[:, None].float()
+    filled = method.inpaint_batch(x, m)
+    mean = method.prior.mean.view(1, 3, 16, 16)
+    mean_fill = (
+        m
+        * torch.nn.functional.interpolate(
+            mean.expand(len(x), -1, -1, -1), size=x.shape[-2:], mode="bilinear"
+        )
+        + (1 - m) * x
+    )
+    assert float(mse_masked_batch(filled, real, m).mean()) < float(
+        mse_masked_batch(mean_fill, real, m).mean()
+    )
+
+
+def test_budget_stops_cleanly(splits, weights_dir, tmp_path):
+    """An images-seen budget stops the run early, validated, checkpointed and exported."""
+    torch.set_num_threads(1)
+    cfg = _cfg("pix2pix", tmp_path / "run", weights_dir, steps=50, budget="6img")
+    summary = train(cfg, *splits, progress=False)
+    assert summary["steps"] == 3 and summary["stopped_by_budget"]  # 3 steps x batch 2 = 6 images
+    card = load_weights("pix2pix", weights_dir)[1]
+    assert card["budget"]["given"] == "6img" and card["budget"]["images_seen"] == 6
+    assert latest_checkpoint(tmp_path / "run").name == "step_0000003.pt"
 
 
 def test_flips_mirror_landmarks(splits):
@@ -305,10 +365,13 @@ def test_ddp_two_cpu_processes_match_one(splits, weights_dir, tmp_path, monkeypa
     c2 = torch.load(latest_checkpoint(tmp_path / "ddp"), weights_only=True)
     c1 = torch.load(latest_checkpoint(tmp_path / "one"), weights_only=True)
     assert c2["world"] == 2 and c1["world"] == 1 and c2["images_seen"] == c1["images_seen"] == 8
+    # unmask's prior solves a least-squares fit per face in batches of 2 (DDP) or 4 (one process):
+    # the rounding of the batched solve differs at ~1e-6, which Adam's normalised first steps lift
+    # to ~2e-5 in the discriminators. Unaveraged or unsynchronised gradients differ by ~lr = 2e-4.
     for name in c1["nets"]:
         for k, v in c1["nets"][name].items():
             torch.testing.assert_close(
-                c2["nets"][name][k], v, rtol=1e-4, atol=1e-5, msg=f"{name}.{k}"
+                c2["nets"][name][k], v, rtol=1e-4, atol=5e-5, msg=f"{name}.{k}"
             )
 
 

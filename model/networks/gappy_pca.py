@@ -1,0 +1,128 @@
+"""Gappy PCA (Everson & Sirovich 1995): a linear face prior that fills a hole from the visible pixels.
+
+A PCA basis of aligned training faces (mean, components, variances, as buffers) is fitted once by
+`fit_gappy_pca`. Per face, the coefficients are a ridge (Gaussian-prior, MAP) least-squares fit to
+the visible pixels only (Hwang & Lee 2003 use the same fit for damaged faces); the reconstruction
+fills the hole. Fitting runs at `fit_size` (the basis area-downscaled, which is exact for a linear
+model), the reconstruction at `size`, then bilinear up to the input size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class GappyPCAConfig:
+    size: int = 128  # side of the stored basis (reconstruction resolution)
+    components: int = 160  # K, principal components kept
+    fit_size: int = 64  # side at which the coefficients are fitted to the visible pixels
+    # Ridge strength relative to the per-component prior variance: (B_v^T B_v + ridge * diag(1/var)) c
+    # = B_v^T (x_v - mean_v). In pixel units of [-1, 1]^2; chosen on validation faces (see the card).
+    ridge: float = 0.02
+
+
+class GappyPCA(nn.Module):
+    """image (B, 3, H, W) in [-1, 1] + mask (B, 1, H, W) {0, 1} -> the prior's face (B, 3, H, W).
+
+    The output is the reconstruction everywhere (not composited); callers composite. A face whose
+    visible pixels are all grey (R = G = B) gets a grey reconstruction.
+    """
+
+    def __init__(self, cfg: GappyPCAConfig = GappyPCAConfig()):
+        super().__init__()
+        self.cfg = cfg
+        p = 3 * cfg.size * cfg.size
+        self.register_buffer("mean", torch.zeros(p))  # (P,) at `size`
+        self.register_buffer(
+            "components", torch.zeros(cfg.components, p)
+        )  # (K, P), orthonormal rows
+        self.register_buffer("variance", torch.ones(cfg.components))  # (K,) training variance
+        self._fit_cache: tuple[int, torch.Tensor, torch.Tensor] | None = None
+
+    def _load_from_state_dict(self, *args, **kwargs):  # a new basis invalidates the fit-size copy
+        self._fit_cache = None
+        super()._load_from_state_dict(*args, **kwargs)
+
+    def _fit_basis(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean (P_f,) and components (K, P_f) area-downscaled to `fit_size` (cached: read-only)."""
+        key = self.components.data_ptr() + self.components._version
+        if self._fit_cache is None or self._fit_cache[0] != key:
+            s, f = self.cfg.size, self.cfg.fit_size
+            comp = self.components.float().view(-1, 3, s, s)
+            mean = self.mean.float().view(1, 3, s, s)
+            if f != s:
+                comp = F.interpolate(comp, size=(f, f), mode="area")
+                mean = F.interpolate(mean, size=(f, f), mode="area")
+            self._fit_cache = (key, mean.reshape(-1), comp.reshape(comp.shape[0], -1))
+        return self._fit_cache[1], self._fit_cache[2]
+
+    def coefficients(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, K) MAP coefficients from the visible pixels (Everson & Sirovich 1995, Eq. 8 with a
+        Gaussian prior on the coefficients)."""
+        f = self.cfg.fit_size
+        x = F.interpolate(image.float(), size=(f, f), mode="area")  # (B, 3, f, f)
+        # A fit-size pixel is visible only if none of the pixels it averages lies in the hole.
+        v = 1.0 - F.adaptive_max_pool2d(mask.float(), (f, f))  # (B, 1, f, f)
+        v = v.expand(-1, 3, -1, -1).reshape(len(x), -1)  # (B, P_f)
+        mean, comp = self._fit_basis()
+        r = (x.reshape(len(x), -1) - mean) * v  # (B, P_f) visible residual
+        a = (comp[None] * v[:, None]) @ comp.T  # (B, K, K) = B_v^T B_v
+        a = a + torch.diag_embed(self.cfg.ridge / self.variance.float()).expand_as(a)
+        # a is symmetric positive definite (a Gram matrix plus a positive diagonal): Cholesky.
+        chol = torch.linalg.cholesky(a)
+        return torch.cholesky_solve((r @ comp.T).unsqueeze(-1), chol).squeeze(-1)  # (B, K)
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        s = self.cfg.size
+        c = self.coefficients(image, mask)  # (B, K)
+        recon = (self.mean.float() + c @ self.components.float()).view(-1, 3, s, s)
+        if recon.shape[-2:] != image.shape[-2:]:
+            recon = F.interpolate(
+                recon, size=image.shape[-2:], mode="bilinear", align_corners=False
+            )
+        # A grey photo gives a grey fill: luminance (Rec. 601) copied to the three channels.
+        img = image.float()
+        known = (1 - mask.float()).expand_as(img)
+        spread = ((img.amax(1) - img.amin(1)).unsqueeze(1) * known[:, :1]).flatten(1).amax(1)
+        grey = spread < 2.0 / 255  # (B,) within rounding of R = G = B on every visible pixel
+        if grey.any():
+            lum = 0.299 * recon[:, :1] + 0.587 * recon[:, 1:2] + 0.114 * recon[:, 2:3]
+            recon = torch.where(grey[:, None, None, None], lum.expand_as(recon), recon)
+        return recon.clamp(-1, 1).to(image.dtype)
+
+
+@torch.no_grad()
+def fit_gappy_pca(
+    faces: torch.Tensor, cfg: GappyPCAConfig, *, oversample: int = 20, iters: int = 3, seed: int = 0
+) -> GappyPCA:
+    """PCA of faces (N, 3, S, S) uint8 or float in [-1, 1], at `cfg.size`, by randomized SVD
+    (Halko, Martinsson & Tropp 2011, via `torch.svd_lowrank`). Returns the fitted module."""
+    n = faces.shape[0]
+    if n <= cfg.components:
+        raise ValueError(f"{n} faces cannot give {cfg.components} components: need more faces")
+    chunks = []
+    for part in faces.split(512):
+        x = part.float() / 127.5 - 1 if part.dtype == torch.uint8 else part.float()
+        if x.shape[-1] != cfg.size:
+            x = F.interpolate(x, size=(cfg.size, cfg.size), mode="area")
+        chunks.append(x.reshape(len(x), -1))
+    data = torch.cat(chunks)  # (N, P)
+    mean = data.mean(0)
+    data -= mean
+    gen_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        q = min(cfg.components + oversample, *data.shape)
+        _, sv, vt = torch.svd_lowrank(data, q=q, niter=iters)
+    finally:
+        torch.random.set_rng_state(gen_state)
+    model = GappyPCA(cfg)
+    model.mean.copy_(mean)
+    model.components.copy_(vt[:, : cfg.components].T)
+    model.variance.copy_(sv[: cfg.components] ** 2 / (n - 1))
+    return model
