@@ -89,7 +89,10 @@ def load_weights(
     from safetensors.torch import load
 
     path, card_path = weights_paths(key, weights_dir)
-    retrain = f"train it with `unmask train --method {key} --data DIR --export`"
+    retrain = (
+        f"train it with `unmask train --method {key} --data DIR`, then ship the run with "
+        f"`unmask promote --run runs/{key}-compact --data DIR`"
+    )
     if not path.is_file():
         raise WeightsError(f"weights for {key!r} not found: {path} is missing ({retrain})")
     if not card_path.is_file():

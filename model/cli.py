@@ -15,6 +15,10 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "data": ("model.data", "build the paired masked-face dataset, or a contact sheet of it"),
     "train": ("model.train", "train a method, the mask segmenter or the landmark regressor"),
+    "promote": (
+        "model.promote",
+        "ship a training run's weights into model/weights, only when better on validation",
+    ),
     "eval": ("model.evaluate", "evaluate methods on a dataset split (papers' Tables 1 and 2)"),
     "inpaint": (
         "model.inpaint",

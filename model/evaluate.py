@@ -664,7 +664,52 @@ def run_table1(args) -> int:
         results.append((step, r))
     write_table1(args.out, results, _context(args, device, run=str(args.run), method=key))
     print((args.out / "table1.md").read_text())
+    curve = learning_curve_figure(args.run, args.figures / "learning_curve.png")
+    if curve is not None:
+        print(f"learning curve: {curve}", file=sys.stderr)
     return 0
+
+
+def learning_curve_figure(run_dir: Path, path: Path) -> Path | None:
+    """The run's validation metrics (log.jsonl "val" rows) against training wall-clock minutes: how
+    fast a method learns on the hardware it ran on. None when the run logged no validation."""
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    log = Path(run_dir) / "log.jsonl"
+    rows = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
+    rows = [r for r in rows if r.get("kind") == "val"]
+    if not rows:
+        return None
+    panels = [
+        (k, t)
+        for k, t in (
+            ("mse_mask", "MSE (mask) ↓"),
+            ("psnr", "PSNR dB ↑"),
+            ("ssim", "SSIM ↑"),
+            ("lpips", "LPIPS ↓"),
+        )
+        if k in rows[0]
+    ]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 2.8), squeeze=False)
+    minutes = [r["wall_s"] / 60 for r in rows]
+    for ax, (k, title) in zip(axes[0], panels, strict=True):
+        ax.plot(minutes, [r[k] for r in rows], marker="o", ms=3)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("training minutes")
+        ax.grid(alpha=0.3)
+    fig.suptitle(
+        f"{Path(run_dir).name}: validation ({rows[-1].get('val_source', 'val')} faces)", fontsize=10
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def run(args) -> int:

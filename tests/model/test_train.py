@@ -434,3 +434,35 @@ def test_fresh_masks_are_new_each_epoch_and_deterministic(astronaut):
         assert torch.equal(a1.face[known], a1.masked[known])
     finally:
         a.close(), b.close()
+
+
+def test_promote_only_when_better_or_forced(splits, tmp_path, capsys):
+    """A run exports into its own folder; `unmask promote` ships it into an empty weights folder,
+    refuses a run of a smaller preset than the shipped card's (printing both side by side), and
+    ships it with --force."""
+    from model.cli import main
+
+    torch.set_num_threads(1)
+    data, shipped = tmp_path / "data", tmp_path / "shipped"
+    write_dataset(data, *splits)
+    shipped.mkdir()
+    for name in ("a", "b"):
+        argv = ["train", "--method", "eigenface", "--data", str(data), "--preset", "tiny"]
+        assert (
+            main([*argv, "--steps", "0", "--run-dir", str(tmp_path / name), "--no-progress"]) == 0
+        )
+        assert (tmp_path / name / "weights" / "eigenface.safetensors").is_file()
+    assert not list(shipped.iterdir()), "training alone never writes the shipped folder"
+    promote = ["promote", "--data", str(data), "--weights-dir", str(shipped), "--faces", "2"]
+    assert main([*promote, "--run", str(tmp_path / "a")]) == 0
+    assert load_weights("eigenface", shipped)[1]["sha256"]
+    # The shipped card now claims a larger preset: a tiny run may not replace it.
+    card_path = shipped / "eigenface.json"
+    card_path.write_text(card_path.read_text().replace('"preset": "tiny"', '"preset": "compact"'))
+    capsys.readouterr()
+    assert main([*promote, "--run", str(tmp_path / "b")]) == 1
+    out = capsys.readouterr().out
+    assert "not promoted" in out and "smaller" in out and "psnr" in out and "shipped" in out
+    assert '"preset": "compact"' in card_path.read_text()
+    assert main([*promote, "--run", str(tmp_path / "b"), "--force"]) == 0
+    assert '"preset": "tiny"' in card_path.read_text()

@@ -1,0 +1,165 @@
+"""`unmask promote`: ship a training run's exported weights into model/weights, but only when they
+beat the shipped ones on the same validation faces (or when forced).
+
+A run exports into `<run>/weights/<key>.safetensors` + card (`unmask train`); nothing else writes
+model/weights. Methods of the registry are compared by running both weight files on the first
+`--faces` validation faces of `--data` (MSE in the mask, PSNR, SSIM, LPIPS); the helpers
+(segmenter, landmark regressor) by their cards' validation figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from model.config import WEIGHTS_DIR
+
+PRESET_RANK = {"tiny": 0, "compact": 1, "paper": 2}  # a smaller preset never replaces a larger one
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = (
+        "Prints the run's and the shipped weights' validation side by side. Refuses a run that is "
+        "worse on most metrics, or made with a smaller preset than the shipped weights, unless "
+        "--force. The files are copied atomically (weights, then card)."
+    )
+    parser.add_argument(
+        "--run", type=Path, required=True, help="run folder of `unmask train` (holds weights/)"
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        help="dataset folder (`unmask data build`): its val split is where both are compared "
+        "(required for registry methods)",
+    )
+    parser.add_argument(
+        "--faces", type=int, default=200, help="validation faces to compare on (default 200)"
+    )
+    parser.add_argument(
+        "--weights-dir",
+        type=Path,
+        default=WEIGHTS_DIR,
+        help="the shipped weights folder (default model/weights)",
+    )
+    parser.add_argument("--force", action="store_true", help="promote even when not better")
+    parser.add_argument("--device", default="cpu")
+
+
+def _exported(run: Path) -> tuple[str, Path]:
+    found = sorted((run / "weights").glob("*.safetensors"))
+    if len(found) != 1:
+        raise SystemExit(
+            f"unmask promote: expected one exported weights file in {run / 'weights'}, found "
+            f"{len(found)} (train to the end, or `unmask train --method KEY --run-dir {run} --export`)"
+        )
+    return found[0].stem, found[0].parent
+
+
+def compare_methods(key: str, run_dir: Path, shipped_dir: Path, data: Path, faces: int, device):
+    """{metric: (run value, shipped value or None)} on the first `faces` val faces."""
+    import torch
+
+    from model.data import load_split
+    from model.evaluate import METRICS, evaluate_outputs
+    from model.methods import METHODS
+
+    split = load_split(data, "val", faces)
+    dev = torch.device(device)
+    out: dict[str, list] = {}
+    for name, where in (("run", run_dir), ("shipped", shipped_dir)):
+        try:
+            method = METHODS[key].load(weights_dir=where, device=dev)
+        except Exception as err:  # noqa: BLE001 - no shipped weights yet: nothing to beat
+            if name == "run":
+                raise
+            print(f"shipped {key}: none loadable ({err})")
+            continue
+        result, _ = evaluate_outputs(
+            key, key, split, method.inpaint_batch, device=dev, batch=16, refs=None
+        )
+        for col, _header, _ in METRICS:
+            vals = [r[col] for r in result.rows if r[col] == r[col]]  # drop NaN (face metrics)
+            if vals:
+                out.setdefault(col, [None, None])[0 if name == "run" else 1] = sum(vals) / len(vals)
+    return {k: tuple(v) for k, v in out.items()}, len(split.ids)
+
+
+def lower_is_better(metric: str) -> bool:
+    from model.evaluate import METRICS
+
+    headers = {col: header for col, header, _ in METRICS}
+    if metric in headers:
+        return "↓" in headers[metric]
+    return any(s in metric for s in ("error", "loss", "mse", "lpips"))
+
+
+def verdict(figures: dict[str, tuple]) -> tuple[int, int]:
+    """(metrics where the run is better, metrics compared)."""
+    wins = compared = 0
+    for metric, (new, old) in figures.items():
+        if new is None or old is None:
+            continue
+        compared += 1
+        wins += (new < old) if lower_is_better(metric) else (new > old)
+    return wins, compared
+
+
+def run(args: argparse.Namespace) -> int:
+    from model.checkpoint import WeightsError, load_weights, weights_paths
+    from model.methods import METHODS
+
+    key, run_weights = _exported(args.run)
+    _, new_card = load_weights(key, run_weights)  # checks the sha256 of what would ship
+    try:
+        _, old_card = load_weights(key, args.weights_dir)
+    except WeightsError:
+        old_card = None
+    if key in METHODS:
+        if args.data is None:
+            raise SystemExit("unmask promote: --data DIR is required to compare a method")
+        figures, n = compare_methods(
+            key, run_weights, args.weights_dir, args.data, args.faces, args.device
+        )
+        where = f"the first {n} val faces of {args.data}"
+    else:
+        old_val = (old_card or {}).get("validation", {})
+        figures = {k: (v, old_val.get(k)) for k, v in new_card.get("validation", {}).items()}
+        where = "the cards' validation figures (each on its own run's val faces)"
+    print(f"{key}: run {args.run} vs shipped {args.weights_dir}, on {where}")
+    print(f"{'metric':>14} {'run':>12} {'shipped':>12}")
+    for metric, (new, old) in figures.items():
+        fmt = lambda v: "–" if v is None else f"{v:.4g}"  # noqa: E731
+        print(f"{metric:>14} {fmt(new):>12} {fmt(old):>12}")
+    for label, card in (("run", new_card), ("shipped", old_card)):
+        if card:
+            print(
+                f"{label:>8}: preset {card.get('preset')}, images seen {card.get('images_seen')}, "
+                f"wall {card.get('wall_time_s')} s, budget {card.get('budget', {}).get('given', '?')}"
+            )
+    wins, compared = verdict(figures)
+    problems = []
+    if old_card is not None:
+        if compared and wins * 2 <= compared:
+            problems.append(f"it is better on only {wins} of {compared} metrics")
+        new_rank = PRESET_RANK.get(str(new_card.get("preset")), 1)
+        old_rank = PRESET_RANK.get(str(old_card.get("preset")), 1)
+        if new_rank < old_rank:
+            problems.append(
+                f"its preset {new_card.get('preset')!r} is smaller than the shipped "
+                f"{old_card.get('preset')!r}"
+            )
+    if problems and not args.force:
+        print(f"not promoted: {'; '.join(problems)} (--force to promote anyway)")
+        return 1
+    src, src_card = weights_paths(key, run_weights)
+    dst, dst_card = weights_paths(key, args.weights_dir)
+    for a, b in ((src, dst), (src_card, dst_card)):  # weights first: a card never lies
+        tmp = b.with_name(f".{b.name}.promote")
+        shutil.copyfile(a, tmp)
+        tmp.replace(b)
+    promoted = json.loads(dst_card.read_text())
+    note = f" (forced: {'; '.join(problems)})" if problems else ""
+    print(f"promoted {key}: {dst} ({promoted['bytes'] / 2**20:.1f} MiB){note}")
+    return 0
