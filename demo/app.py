@@ -13,7 +13,8 @@ set_offline_env()  # before gradio is imported: no analytics, no version check, 
 
 import gradio as gr  # noqa: E402
 
-from demo import service  # noqa: E402
+from demo import about, service  # noqa: E402
+from model.config import WEIGHTS_DIR  # noqa: E402
 from model.methods import METHODS  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,19 @@ RUN_CONCURRENCY = 1
 DEFAULT_CONCURRENCY = 2
 QUEUE_MAX = 64
 MAX_UPLOAD = "40mb"  # larger photos are refused by the server; up to this they are downscaled
+
+# Gradio's markdown breaks words anywhere to fit a table cell (a narrow first column read
+# "mode l card"); the About tables need whole words and no empty header row.
+CSS = """
+#about td, #about th { overflow-wrap: normal; word-break: normal; }
+#about td:first-child { white-space: nowrap; width: 1%; }
+#about table:has(> thead th:empty) > thead { display: none; }
+"""
+
+
+def card_url(path) -> str:
+    """A model card's URL on this server (the weights folder is served read-only, see serve)."""
+    return f"gradio_api/file={path}"
 
 
 def readable_refusal(image: gr.Image) -> gr.Image:
@@ -58,13 +72,14 @@ def build_app() -> gr.Blocks:
             with gr.Tab("Compare", id="compare"):
                 _compare_tab(visit)
             with gr.Tab("About", id="about"):
-                gr.Markdown(service.about_markdown(), elem_id="about")
+                gr.Markdown(about.about_markdown(card_link=card_url), elem_id="about")
             _study_tab()
     return app
 
 
 def _compare_tab(visit: gr.State) -> None:
-    banner = service.untrained_note()
+    # What the weights are (short CPU stand-ins...), from their cards; in tests: untrained nets.
+    banner = service.untrained_note() or about.weights_note()
     if banner:
         gr.Markdown(banner, elem_id="banner")
     with gr.Row():
@@ -117,7 +132,14 @@ def _compare_tab(visit: gr.State) -> None:
         )
         run = gr.Button("Remove the mask", variant="primary", elem_id="run", scale=1)
     results = gr.Gallery(
-        label="Results", columns=4, format="png", object_fit="contain", elem_id="results"
+        label="Results",
+        columns=4,
+        # Grows with its rows: "auto" (or no height) caps the grid at 550 px and hid the second
+        # row and its captions behind a scrollbar.
+        height="fit-content",
+        format="png",
+        object_fit="contain",
+        elem_id="results",
     )
     timings = gr.Markdown(elem_id="timings")
     with gr.Row():
@@ -223,6 +245,8 @@ def serve(host: str = "127.0.0.1", port: int = 7860) -> int:
         ssr_mode=False,  # no Node server
         footer_links=["api"],
         max_file_size=MAX_UPLOAD,
+        allowed_paths=[str(WEIGHTS_DIR)],  # the model cards the About tab links (public files)
+        css=CSS,
         quiet=False,
     )
     return 0

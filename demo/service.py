@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import os
 import shutil
@@ -26,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from model import pipeline
-from model.config import IMAGE_SIZE, REPO_DIR, RESULTS_DIR, WEIGHTS_DIR
+from model.config import IMAGE_SIZE, REPO_DIR
 from model.methods import METHODS
 
 log = logging.getLogger(__name__)
@@ -101,54 +100,6 @@ def untrained_note() -> str:
             "so their results are noise."
         )
     return ""
-
-
-def about_markdown() -> str:
-    """The About tab: every method (registry + model card) and the metrics table if present."""
-    parts = ["## Methods"]
-    for key, spec in METHODS.items():
-        parts.append(f"### {spec.label} (`{key}`)\n{spec.summary}\n\n*Reference:* {spec.reference}")
-        if spec.trainable:
-            parts.append(_card_markdown(key))
-    parts.append(
-        "### Mask segmenter\nA small U-Net that predicts the mask region of an aligned face "
-        "(you can correct it with the brush).\n\n" + _card_markdown("segmenter")
-    )
-    table = RESULTS_DIR / "metrics" / "table2.md"
-    parts.append("## Metrics on the synthetic test split")
-    if table.is_file():
-        parts.append(table.read_text(encoding="utf-8"))
-    else:
-        parts.append("Not measured yet: `unmask eval` writes `results/metrics/table2.md`.")
-    return "\n\n".join(parts)
-
-
-def _card_markdown(key: str) -> str:
-    path = WEIGHTS_DIR / f"{key}.json"
-    if not path.is_file():
-        return f"*No shipped weights yet* (`model/weights/{key}.safetensors`)."
-    try:
-        card = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        return f"*Model card unreadable:* {err}"
-    rows = []
-    for name, value in card.items():
-        if name == "sha256":
-            continue
-        if isinstance(value, dict):  # nested sections (config, metrics): show their scalars inline
-            value = ", ".join(
-                f"{k}={_fmt(v)}" for k, v in value.items() if not isinstance(v, dict | list)
-            )
-        elif isinstance(value, list):
-            value = ", ".join(map(str, value[:8]))
-        rows.append(f"| {name} | {_fmt(value)} |")
-    return "| model card | |\n| --- | --- |\n" + "\n".join(rows)
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value).replace("|", "/")
 
 
 def warm_up() -> dict[str, str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlparse
+from urllib.parse import urljoin, urlparse
 
 import pytest
 from support import chromium_browser
@@ -67,6 +67,9 @@ def test_upload_run_and_compare(browser, demo_server, masked_astronaut_png, tmp_
         text = results.inner_text()
         for spec in METHODS.values():
             assert f"{spec.label} · " in text, (spec.label, text)
+        # Every picture's caption shows whole, inside the gallery (a second row was cut off).
+        hidden = page.evaluate(CAPTIONS_HIDDEN)
+        assert hidden == [], f"captions cut off or hidden: {hidden}"
         # Clicking a result in the gallery pastes that one back into the photo.
         results.locator("button.thumbnail-item", has_text="Patch-based (Telea) ·").click()
         page.wait_for_function(
@@ -80,6 +83,18 @@ def test_upload_run_and_compare(browser, demo_server, masked_astronaut_png, tmp_
     foreign = [u for u in requests if urlparse(u).scheme in ("http", "https", "ws", "wss")
                and urlparse(u).hostname not in LOCAL_HOSTS]  # fmt: skip
     assert foreign == [], f"outbound requests: {foreign}"
+
+
+# Gallery captions not fully visible: outside the visible part of the gallery's scroll box, or
+# cut short by an ellipsis.
+CAPTIONS_HIDDEN = """() => {
+  const box = document.querySelector('#results .grid-wrap').getBoundingClientRect();
+  return [...document.querySelectorAll('#results .caption-label')].filter(c => {
+    const r = c.getBoundingClientRect();
+    return r.top < box.top || r.bottom > box.bottom + 1 || r.left < box.left
+      || r.right > box.right + 1 || c.scrollWidth > c.clientWidth;
+  }).map(c => c.innerText);
+}"""
 
 
 # A component's red "Error" badge: a visible leaf reading just "Error", outside the toasts (whose
@@ -129,4 +144,38 @@ def test_a_non_image_after_a_good_photo_gets_a_message(
         assert page.evaluate(NO_ERROR_BADGE), "a bare 'Error' badge is shown"
     finally:
         page.screenshot(path=str(tmp_path / "refusal.png"), full_page=True)
+        page.close()
+
+
+def test_about_tab_is_short_readable_and_links_the_cards(browser, demo_server, tmp_path):
+    """Issue 14: the About tab was 8,183 px of raw card JSON with words broken mid-word."""
+    from demo import about
+
+    page = browser.new_page(viewport={"width": 1300, "height": 1000})
+    page.set_default_timeout(120_000)
+    try:
+        page.goto(demo_server)
+        page.get_by_role("tab", name="About").click()
+        tab = page.locator("#about")
+        tab.get_by_text("Model card").first.wait_for(state="visible")
+        text = tab.inner_text()
+        # What the weights are, as their cards say (the test server's cards are the shipped ones).
+        note = about.weights_note()
+        assert note and note.split("**")[1].rstrip(":") in text
+        for spec in METHODS.values():
+            assert spec.label in text
+        assert tab.bounding_box()["height"] < 4500, tab.bounding_box()  # 8,183 px before
+        # Row names on one line each (no "mode l card").
+        broken = page.evaluate("""() => [...document.querySelectorAll('#about td:first-child')]
+            .filter(td => td.firstElementChild?.getClientRects().length > 1)
+            .map(td => td.innerText)""")
+        assert broken == []
+        # The full card behind each link.
+        links = tab.locator("a", has_text=".json")
+        assert links.count() >= 1
+        href = links.first.get_attribute("href")
+        card = page.request.get(urljoin(demo_server, href)).json()
+        assert card["key"] in links.first.inner_text()
+    finally:
+        page.screenshot(path=str(tmp_path / "about.png"), full_page=True)
         page.close()
