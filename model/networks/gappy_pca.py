@@ -78,6 +78,11 @@ class GappyPCA(nn.Module):
         return torch.cholesky_solve((r @ comp.T).unsqueeze(-1), chol).squeeze(-1)  # (B, K)
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # fp32 even under bf16 autocast: the normal equations need it (and bf16 is slower here).
+        with torch.autocast(image.device.type, enabled=False):
+            return self._reconstruct(image, mask)
+
+    def _reconstruct(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         s = self.cfg.size
         c = self.coefficients(image, mask)  # (B, K)
         recon = (self.mean.float() + c @ self.components.float()).view(-1, 3, s, s)
