@@ -61,6 +61,8 @@ SIDE_REACH = 0.35  # the region may reach this far past the jaw line (inter-ocul
 CHIN_REACH = 0.9  # ... and this far below the chin (masks run under it)
 EDGE_REACH_PX = 14  # a region this close to the photo's edge is extended to it
 CLOSE_PX = 4  # closing radius: rims and gaps in printed fabric
+HOLE_MAX = 0.012  # holes in the region up to this share of the face are filled (a print, a logo);
+# larger ones are kept (a hand or a microphone in front of the mask is not to be inpainted)
 NO_MASK_MESSAGE = (
     "No face mask was found on this face, so the photo is left unchanged. To inpaint anyway, "
     "paint the region yourself (brush, or --mask), or add a synthetic mask to compare against "
@@ -113,7 +115,7 @@ def final_region(
 
     1. threshold, and keep only the lower-face zone (`lower_face_zone`);
     2. keep the largest connected piece (a mask is one piece; strays on hands, hair, shirts go);
-    3. close (CLOSE_PX) and fill holes (printed fabric, a rim the network missed), then smooth
+    3. close (CLOSE_PX) and fill small holes (HOLE_MAX: a print the network missed), then smooth
        the outline (a blur and threshold) and clip to the zone again;
     4. with `inside` (bool (H, W), which aligned pixels lie in the photo): where the region comes
        within EDGE_REACH_PX of the photo's edge, extend it to the edge and a little past it, so no
@@ -129,7 +131,10 @@ def final_region(
     m = labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
     disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * CLOSE_PX + 1, 2 * CLOSE_PX + 1))
     m = cv2.morphologyEx(m.astype(np.uint8), cv2.MORPH_CLOSE, disk) > 0
-    m = binary_fill_holes(m)
+    holes = binary_fill_holes(m) & ~m
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(holes.astype(np.uint8), connectivity=4)
+    small = np.nonzero(stats[1:, cv2.CC_STAT_AREA] <= HOLE_MAX * m.size)[0] + 1
+    m |= np.isin(labels, small)
     m = (cv2.GaussianBlur(m.astype(np.float32), (0, 0), 2.0) > 0.5) & zone
     if inside is not None and m.any() and not np.asarray(inside).all():
         inside = np.asarray(inside, bool)
