@@ -19,12 +19,11 @@ import cv2
 import numpy as np
 
 from model.config import IMAGE_SIZE
+from model.faces import OUTSIDE_FILL
 from model.masks import PALETTES, TemplateSet, _FaceFrame, apply_mask
 
 KINDS = ("bare", "mask", "partial")
 KIND_SHARE = (0.35, 0.45, 0.20)
-# Grey of the part of an aligned crop that lies outside the photo (see model.faces.OUTSIDE_FILL).
-OUTSIDE_GREY = 128
 
 # Probability of each occluder per kind: (bare, mask, partial).
 OCCLUDER_SHARE = {
@@ -458,7 +457,7 @@ def _photo_edge(image, target, rng) -> tuple[np.ndarray, np.ndarray, str]:
         else int(rng.integers(4, int(0.18 * w)))
     )
     sl = {"bottom": np.s_[cut:, :], "left": np.s_[:, :cut], "right": np.s_[:, w - cut :]}[side]
-    out[sl] = OUTSIDE_GREY
+    out[sl] = OUTSIDE_FILL  # what model.faces.align_face puts outside the photo
     tgt[sl] = False
     return out, tgt, f"edge:{side}"
 
