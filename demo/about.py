@@ -71,11 +71,13 @@ def weights_note(weights_dir: Path = WEIGHTS_DIR, *, point_to_about: bool = True
     """One paragraph on what the shipped weights of the methods are, from their cards ("" when
     no method has a card). Says "stand-ins" when they saw far less than the papers' budget."""
     cards = [c for k, s in METHODS.items() if s.trainable and (c := read_card(k, weights_dir))]
+    # Networks trained by steps; a closed-form fit (eigenface: 0 images "seen") is no network.
+    cards = [c for c in cards if (_number(_get(c, "images_seen")) or 0) > 0]
     if not cards:
         return ""
     seen = [n for c in cards if (n := _number(_get(c, "images_seen"))) is not None]
     minutes = [m / 60 for c in cards if (m := _number(_get(c, "wall_time_s"))) is not None]
-    where = sorted({h for c in cards if (h := _hardware(c))})
+    where = sorted({h for c in cards if (h := _hardware(c, threads=False))})
     stand_in = bool(seen) and max(seen) < STAND_IN_SHARE * PAPER_IMAGES_SEEN
     budget = "each network here"
     if seen:
@@ -104,15 +106,15 @@ def _span(values: list[float], fmt: str) -> str:
     )
 
 
-def _hardware(card: dict) -> str:
+def _hardware(card: dict, *, threads: bool = True) -> str:
     hw = _get(card, "hardware")
     if not isinstance(hw, dict):
         return str(hw) if hw else ""
     device = str(hw.get("device") or "")
     name = str(hw.get("name") or "")
     if device.lower() == "cpu":
-        threads = hw.get("cpu_threads")
-        cores = f", {threads} thread{'s' * (threads != 1)}" if isinstance(threads, int) else ""
+        n = hw.get("cpu_threads")
+        cores = f", {n} thread{'s' * (n != 1)}" if threads and isinstance(n, int) else ""
         return f"CPU ({name}{cores})" if name else "CPU"
     return name or device.upper()
 
@@ -213,6 +215,8 @@ def _budget(card: dict) -> str:
     steps, batch = _number(_get(card, "iterations")), _number(_get(card, "batch"))
     if steps and batch:
         parts.append(f"{steps:,.0f} steps × batch {batch:.0f}")
+    elif steps == 0:
+        parts.append("fitted in closed form (no training steps)")
     seen = _number(_get(card, "images_seen"))
     if seen:
         parts.append(f"{seen:,.0f} images seen")

@@ -84,11 +84,21 @@ def test_weights_note_says_what_the_weights_are(tmp_path, seen, expected):
     note = about.weights_note(tmp_path)
     assert expected in note
     assert f"960–{seen:,} training images" in note and "14–42 min" in note
-    assert "CPU (AMD EPYC, 1 thread)" in note
+    assert "on CPU (AMD EPYC)." in note
 
 
 def test_no_cards_no_note(tmp_path):
     assert about.weights_note(tmp_path) == ""
+
+
+def test_a_closed_form_fit_is_no_network_in_the_note(tmp_path, no_metrics):
+    _write(tmp_path, GAN, {**FULL_CARD, "iterations": 0, "images_seen": 0, "wall_time_s": 121.7})
+    _write(tmp_path, OTHER_GAN, FULL_CARD)
+    note = about.weights_note(tmp_path)
+    assert "saw 2,400 training images" in note and " 14 min" in note  # not "0–2,400", "2–14"
+    text = about.about_markdown(weights_dir=tmp_path)
+    section = text.split(f"### {METHODS[GAN].label}\n")[1].split("###")[0]
+    assert "fitted in closed form (no training steps) · 2 min" in section
 
 
 def test_the_metrics_table_when_measured(tmp_path, monkeypatch):
