@@ -163,7 +163,8 @@ def real_photos(
         no_mask += not r.found
         if out is not None and len(tiles) < n:
             tile = face.image.astype(np.float32)
-            tile[r.mask] = 0.55 * tile[r.mask] + 0.45 * np.array([255, 0, 0])
+            shown = r.mask & face.inside  # the hole also runs past the photo's edge (feathering)
+            tile[shown] = 0.55 * tile[shown] + 0.45 * np.array([255, 0, 0])
             img = Image.fromarray(tile.astype(np.uint8))
             label = path.name[:28] + ("" if r.found else "  NO MASK")
             draw = ImageDraw.Draw(img)
@@ -302,7 +303,7 @@ def markdown(report: dict) -> str:
             + " |",
             "",
             f"`results/figures/segmenter_real.png`: the first {r['shown']} photos with a face, final "
-            "region in red.",
+            "region in red (flat grey: outside the photo).",
         ]
     if "rotation" in report:
         t = report["rotation"]
