@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "model.promote",
         "ship a training run's weights into model/weights, only when better on validation",
     ),
+    "gpu": ("model.gpu_job", "pack, run and unpack the one job that trains every network on a GPU"),
     "eval": ("model.evaluate", "evaluate methods on a dataset split (papers' Tables 1 and 2)"),
     "inpaint": (
         "model.inpaint",
