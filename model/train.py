@@ -88,6 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="stop cleanly (validate, checkpoint, export) at a wall-clock and/or images-seen budget: "
         "30m, 1h30m, 90s, 200000img, 45m+200000img (default: none, run --steps)",
     )
+    parser.add_argument("--note", help="a sentence for the model card (what, why, at what cost)")
     parser.add_argument(
         "--precision",
         choices=("auto", "bf16", "fp32"),
@@ -142,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
         export=False if args.no_export else None,
         budget=args.budget,
         precision=args.precision,
+        note=args.note,
     )
     from model.data import load_split
 
@@ -614,6 +616,7 @@ def _card(
             "precision": precision or cfg.precision,
         },
         "validation": {k: round(v, 4) for k, v in val.items()},
+        **({"notes": cfg.note} if cfg.note else {}),
         "config": asdict(cfg),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }

@@ -54,6 +54,7 @@ class TrainConfig:
     # "auto": bf16 autocast + channels_last on CUDA and on CPUs with native bf16 (avx512_bf16/amx),
     # else fp32; or "bf16" / "fp32" explicitly.
     precision: str = "auto"
+    note: str = ""  # free text for the model card (e.g. what a size limit cost in quality)
     networks: dict[str, dict[str, Any]] = field(default_factory=dict)  # network name -> options
     losses: dict[str, float] = field(default_factory=dict)  # loss weight overrides for this method
 

@@ -1,0 +1,73 @@
+"""What the eigenface weight budget costs: gappy-PCA fills for several basis sizes, component counts,
+fit resolutions and ridge strengths, on validation faces (MSE in the mask, PSNR, SSIM, LPIPS, ms/face).
+
+    python benchmarks/eigenface_tradeoff.py --data data/utk --faces 200
+
+Fits one basis per (size, components) on the train split (randomized SVD), then scores each setting.
+The fp16 file size of a basis is 2 bytes x 3 x size^2 x components (the shipped file must be <= 16 MiB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from model.data import load_split
+from model.metrics import lpips_batch, mse_masked_batch, psnr_batch, ssim_batch
+from model.networks.gappy_pca import GappyPCA, GappyPCAConfig, fit_gappy_pca
+
+SETTINGS = (  # (size, components, fit_size, ridge)
+    (128, 160, 64, 0.3),
+    (128, 300, 64, 0.3),
+    (128, 160, 64, 0.1),
+    (128, 160, 64, 1.0),
+    (128, 160, 128, 0.3),
+    (128, 160, 32, 0.1),
+    (96, 160, 64, 0.3),
+)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--data", required=True, help="dataset folder (unmask data build)")
+    ap.add_argument("--faces", type=int, default=200, help="validation faces scored (default 200)")
+    args = ap.parse_args()
+    train = load_split(args.data, "train")
+    val = load_split(args.data, "val", args.faces)
+    faces = torch.from_numpy(train.face).permute(0, 3, 1, 2)
+    real = torch.from_numpy(val.face).permute(0, 3, 1, 2).float() / 127.5 - 1
+    masked = torch.from_numpy(val.masked).permute(0, 3, 1, 2).float() / 127.5 - 1
+    hole = torch.from_numpy(val.seg)[:, None].float()
+    bases: dict[tuple[int, int], GappyPCA] = {}
+    print("| size | K | fit | ridge | MiB fp16 | MSE (mask) | PSNR | SSIM | LPIPS | ms/face |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for size, k, fit, ridge in SETTINGS:
+        if (size, k) not in bases:
+            bases[(size, k)] = fit_gappy_pca(faces, GappyPCAConfig(size=size, components=k))
+        prior = GappyPCA(GappyPCAConfig(size=size, components=k, fit_size=fit, ridge=ridge))
+        prior.load_state_dict(bases[(size, k)].state_dict())
+        t = time.perf_counter()
+        with torch.no_grad():
+            out = torch.cat(
+                [
+                    hole[i : i + 20] * prior(masked[i : i + 20], hole[i : i + 20])
+                    + (1 - hole[i : i + 20]) * masked[i : i + 20]
+                    for i in range(0, len(real), 20)
+                ]
+            )
+        ms = 1000 * (time.perf_counter() - t) / len(real)
+        mib = 2 * 3 * size * size * k / 2**20
+        print(
+            f"| {size} | {k} | {fit} | {ridge} | {mib:.1f} | "
+            f"{mse_masked_batch(out, real, hole).mean():.0f} | {psnr_batch(out, real).mean():.2f} | "
+            f"{ssim_batch(out, real).mean():.4f} | {lpips_batch(out, real).mean():.4f} | {ms:.1f} |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
