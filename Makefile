@@ -9,7 +9,7 @@ export GRADIO_ANALYTICS_ENABLED := False
 export HF_HUB_DISABLE_TELEMETRY := 1
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint install clean gpu-pack gpu-train gpu-rehearse
 
 # Re-install only when the project's metadata changes.
 $(STAMP): pyproject.toml
@@ -37,3 +37,17 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# The GPU run (README, Models): pack here, run the one job on the device, unpack + promote here.
+GPU_DATA ?= data/utk
+GPU_MINUTES ?= 9
+gpu-pack: $(STAMP)
+	$(BIN)/unmask gpu pack --data $(GPU_DATA) --out carry/gpu
+
+# On the device (bare: no venv, no make needed; this is the same command): OUT is its $$OUT.
+gpu-train:
+	PYTHONUNBUFFERED=1 python3 -m model gpu train --pack carry/gpu --out $${OUT:?OUT must name the folder that comes back} --minutes $(GPU_MINUTES)
+
+# The same job end to end on this CPU at the tiny preset (pack -> train all -> bundle -> unpack).
+gpu-rehearse: $(STAMP)
+	$(BIN)/python -m pytest -q tests/model/test_gpu_job.py
