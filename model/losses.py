@@ -97,3 +97,43 @@ def perceptual(lpips_net: nn.Module, pred: torch.Tensor, real: torch.Tensor) -> 
     """LPIPS v0.1 (alex) distance, mean over the batch; gradients flow to `pred` only."""
     with torch.autocast(pred.device.type, enabled=False):  # unit-normalised features: keep fp32
         return lpips_net(pred.float(), real.float()).mean()
+
+
+# --- the table the recipes name their terms from ---------------------------------------------
+
+
+class Terms:
+    """What a generator term may read: the output (as computed, and as float32), the target, the
+    hole, and the frozen helper networks a task loaded (LPIPS, the landmark regressor)."""
+
+    def __init__(self, fake, real, hole, lpips=None, regressor=None):
+        self.fake, self.fake32 = fake, fake.float()
+        self.real, self.hole, self.lpips, self.regressor = real, hole, lpips, regressor
+
+
+# name -> term. A recipe's `losses` (and a preset's [losses.<method>]) may name only these and the
+# adversarial terms of its discriminators ("adv" for "global", "adv_<name>" for the others).
+LOSSES = {
+    "l1": lambda t: l1(t.fake32, t.real),
+    "hole_l1": lambda t: hole_l1(t.fake32, t.real, t.hole),
+    "ssim": lambda t: ssim_loss(t.fake32, t.real),
+    "c2": lambda t: masked_mse(t.fake32, t.real, t.hole),
+    "c1": lambda t: jaw_landmark_loss(t.regressor, t.fake, t.real),
+    "perceptual": lambda t: perceptual(t.lpips, t.fake, t.real),
+}
+
+
+def adversarial_term(discriminator: str) -> str:
+    """The loss name of a discriminator's adversarial term."""
+    return "adv" if discriminator == "global" else f"adv_{discriminator}"
+
+
+def check_terms(method: str, weights: dict[str, float], discriminators) -> None:
+    """Refuse, before any step, a loss name that no table knows (a misspelt "L1" would otherwise
+    train with the other terms alone)."""
+    known = set(LOSSES) | {adversarial_term(d) for d in discriminators}
+    unknown = sorted(set(weights) - known)
+    if unknown:
+        raise ValueError(
+            f"{method}: unknown loss term(s) {unknown}; known for this method: {sorted(known)}"
+        )

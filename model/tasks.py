@@ -85,6 +85,7 @@ class GanTask(Task):
         super().__init__(cfg, device, amp)
         self.recipe = RECIPES[cfg.method]
         self.weights = {**self.recipe.losses, **cfg.losses}
+        losses.check_terms(cfg.method, self.weights, self.recipe.discriminators)
         c = input_channels(self.recipe)
         self.nets = {"generator": build_generator(cfg.method, cfg.networks)}
         for name, opts in self.recipe.discriminators.items():
@@ -135,29 +136,20 @@ class GanTask(Task):
                 )
                 _step(self.optimizers[f"d_{name}"], loss_d)
                 logs[f"d_{name}"] = loss_d.detach()
-        # 2. generator: weighted sum of its recipe's terms.
+        # 2. generator: weighted sum of its recipe's terms (names from losses.LOSSES).
         terms: dict[str, torch.Tensor] = {}
         with self.amp():
             if adv:
                 for name in r.discriminators:
                     # The plain module: these gradients are only wanted for the generator.
                     lf = self.nets[f"d_{name}"](torch.cat([cond, fake], 1)).float()
-                    terms["adv" if name == "global" else f"adv_{name}"] = losses.adversarial(
+                    terms[losses.adversarial_term(name)] = losses.adversarial(
                         lf, True, self._weight(name, hole, lf)
                     )
-            fake32 = fake.float()
-            if "l1" in w:
-                terms["l1"] = losses.l1(fake32, batch.face)
-            if "hole_l1" in w:
-                terms["hole_l1"] = losses.hole_l1(fake32, batch.face, hole)
-            if "ssim" in w:
-                terms["ssim"] = losses.ssim_loss(fake32, batch.face)
-            if "c2" in w:
-                terms["c2"] = losses.masked_mse(fake32, batch.face, hole)
-            if "c1" in w:
-                terms["c1"] = losses.jaw_landmark_loss(self.regressor, fake, batch.face)
-            if "perceptual" in w:
-                terms["perceptual"] = losses.perceptual(self.lpips, fake, batch.face)
+            given = losses.Terms(fake, batch.face, hole, self.lpips, self.regressor)
+            for name in w:
+                if name in losses.LOSSES:
+                    terms[name] = losses.LOSSES[name](given)
         total = sum(w[k] * v for k, v in terms.items())
         _step(self.optimizers["generator"], total)
         logs["g"] = total.detach()
