@@ -109,7 +109,11 @@ def run(args: argparse.Namespace) -> int:
 
         room = int(args.room_mib * MiB) if args.room_mib else None
         pack(args.data, args.out, room=room, val=args.val)
-        sizes = travel_sizes([args.out])
+        try:
+            sizes = travel_sizes([args.out])
+        except (OSError, subprocess.CalledProcessError) as err:  # not a git checkout
+            print(f"the working tree was not measured ({err}); `unmask gpu size` in the checkout")
+            return 0
         print(format_sizes(sizes))
         print(
             "\nthe device call (one, prepared):\n"

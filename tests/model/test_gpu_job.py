@@ -157,7 +157,11 @@ def test_bundles_stay_within_the_device_limits(tmp_path):
     assert all(t.stat().st_size <= BUNDLE_CAP for t in tars)
     names = sorted(n for t in tars for n in tarfile.open(t).getnames())
     assert names == sorted(f"k{i}/weights/w" for i in range(8))
-    assert b.add([("big/w", files[0])], []) is not None or len(list(out.iterdir())) == MAX_BUNDLES
+    # Full: the next network that fits no tar is refused (reported), never a 7th tar or a big one.
+    added = [b.add([(f"more{i}/w", files[0])], []) for i in range(MAX_BUNDLES + 1)]
+    assert added[-1] is None
+    assert len(list(out.iterdir())) == MAX_BUNDLES
+    assert all(t.stat().st_size <= BUNDLE_CAP for t in out.iterdir())
 
 
 def test_rehearsal_pack_train_all_bundle_unpack_promote(dataset, packed, tmp_path):
