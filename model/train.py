@@ -403,7 +403,7 @@ def train(
         )
     else:  # a fresh run: closed-form parts (a gappy-PCA prior) are fitted on the training faces
         t_prep = time.perf_counter()
-        task.prepare(torch.from_numpy(train_split.face).permute(0, 3, 1, 2))
+        task.prepare(torch.from_numpy(train_split.face).permute(0, 3, 1, 2).to(dev))
         wall_before = time.perf_counter() - t_prep  # it counts against the budget and the card
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
