@@ -176,6 +176,32 @@ class MethodResult:
     rows: list[dict] = field(default_factory=list)  # per image: id + one value per metric
     ms_per_image: float = math.nan
     note: str = ""  # why it was skipped, when it was
+    budget: str = ""  # the compute its weights were made with (from the model card)
+
+
+def budget_of(card: dict) -> str:
+    """One line from a model card: images seen, wall time, hardware and precision of the run."""
+    if not card or card.get("untrained"):
+        return ""
+    b = card.get("budget", {})
+    hw = card.get("hardware", {})
+    where = hw.get("device", "?")
+    if hw.get("device") == "cpu" and hw.get("cpu_threads"):
+        where += f" ({hw['cpu_threads']} thread{'s' if hw['cpu_threads'] > 1 else ''})"
+    images = b.get("images_seen", card.get("images_seen"))
+    wall = b.get("wall_time_s", card.get("wall_time_s"))
+    if not images and card.get("iterations") == 0:  # a closed-form fit (eigenface)
+        parts = [f"closed-form fit on {card.get('data', {}).get('train_faces', '?'):,} faces"]
+    else:
+        parts = [f"{images:,} images seen" if images is not None else "images seen unknown"]
+    if wall is not None:
+        parts.append(f"{wall / 60:.0f} min")
+    parts.append(where)
+    if b.get("precision"):
+        parts.append(b["precision"])
+    if b.get("given") and b["given"] != "0 steps":
+        parts.append(f"budget {b['given']}")
+    return ", ".join(parts)
 
 
 def face_refs(split, progress: bool = True) -> list[FaceRef]:
@@ -400,6 +426,13 @@ def _notes(context: dict[str, str], results: list[MethodResult]) -> list[str]:
         notes.append("- **TEST RUN with untrained networks: the numbers are meaningless.**")
     if context.get("face_metrics") == "off":
         notes.append("- Identity and landmark metrics were not computed (`--no-face-metrics`).")
+    budgets = [r for r in results if r.budget]
+    if budgets:
+        notes.append(
+            "- Training compute behind each learned row (from its model card; the rows are NOT an "
+            "equal-budget comparison unless these agree):"
+        )
+        notes += [f"  - `{r.key}`: {r.budget}" for r in budgets]
     for r in results:
         if r.note:
             notes.append(f"- Skipped `{r.key}` ({r.label}): {r.note}")
@@ -588,6 +621,7 @@ def run_table2(args) -> int:
             refs=refs,
             keep=keep,
         )
+        r.budget = budget_of(getattr(methods[key], "card", {}) or {})
         results.append(r)
 
     write_table2(args.out, results, _context(args, device))
