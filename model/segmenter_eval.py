@@ -267,7 +267,7 @@ def markdown(report: dict) -> str:
         "## Unmasked faces: left alone?",
         "",
         '"No mask" is the pipeline\'s answer (`model.segmenter.find_mask_region`: final region '
-        "under 1 % of the face or mean probability under 0.75); the photo is then left unchanged. "
+        "under 1 % of the face or mean probability under 0.6); the photo is then left unchanged. "
         "Raw: the thresholded prediction before the region rule. Target: >= 98 % under 1 %.",
         "",
         '| faces | n | answered "no mask" | final region < 1 % | raw < 1 % | mean raw area | mean final area |',
