@@ -23,7 +23,11 @@ from study.service import (
     AGE_BANDS,
     GENDERS,
     QUALITY_SCALE,
+    SCREEN_OUT_MESSAGES,
     VISION,
+    ClientInfo,
+    RecruitmentIds,
+    ScreenOut,
     StudyError,
     StudyService,
     TrialView,
@@ -71,6 +75,7 @@ STAGE_BLOCKS = {
     "break": "study-page-break",
     "stale": "study-resync-row",
     "done": "study-page-done",
+    "screenout": "study-page-screenout",
 }
 STAGE_CSS = (
     "".join(
@@ -78,8 +83,20 @@ STAGE_CSS = (
         " {display: none !important;}"
         for stage, block in STAGE_BLOCKS.items()
     )
-    + '#study-page-trial:has([data-study-stage="stale"]) #study-stimulus {display: none !important;}'
+    + "".join(
+        f'#study-page-trial:has([data-study-stage="{stage}"]) #study-stimulus'
+        " {display: none !important;}"
+        for stage in ("stale", "screenout")
+    )
+    # A phone (390 px wide) shows the whole picture and every button without sideways scrolling.
+    + "@media (max-width: 480px) {"
+    "img.study-stim-img {width: min(256px, 100%) !important; height: auto !important;}"
+    "#study-expression-row button, #study-quality-row button"
+    " {min-width: 0 !important; padding-left: 2px !important; padding-right: 2px !important;}"
+    "#study-expression-row .row, #study-quality-row .row {flex-wrap: wrap; gap: 6px;}"
+    "}"
 )
+LINK_CODE = "The study link already carries your participant code: nothing to type here."
 STALE = "This picture was already answered (in another window?): continue with the current one."
 
 # Runs once when the image component mounts, and again after each new value is rendered: the
@@ -98,12 +115,52 @@ watch('value', mark);
 # Before an expression click reaches the server: the time since that trial's image was painted.
 # Inputs (trial index, rt, state): the state is not visible to JS and passes through as null.
 JS_RT = """
-(trial, rt, state) => {
+(trial, rt, events, state) => {
   const now = performance.now();
   const s = window.__studyShown;
   const ok = s && String(s.trial) === String(trial);
-  return [trial, ok ? Math.round((now - s.t) * 1000) / 1000 : null, state];
+  const seen = JSON.stringify(window.__studyFocus || []);
+  window.__studyFocus = [];
+  return [trial, ok ? Math.round((now - s.t) * 1000) / 1000 : null, seen, state];
 }
+"""
+# The browser as the page sees it, sent with the first visit and the Start click.
+JS_CLIENT = (
+    "JSON.stringify({vw: window.innerWidth, vh: window.innerHeight, sw: screen.width,"
+    " sh: screen.height, dpr: window.devicePixelRatio})"
+)
+# Page load: start collecting focus/blur/visibility events (tagged with the picture on
+# screen), and send the link's query string and the browser's size with the resume event.
+JS_LOAD = f"""
+(stored, query, client) => {{
+  if (!window.__studyFocusOn) {{
+    window.__studyFocusOn = true;
+    window.__studyFocus = [];
+    const add = (kind) => {{
+      const s = window.__studyShown;
+      if (window.__studyFocus.length < 200)
+        window.__studyFocus.push({{kind: kind, trial: s ? s.trial : null, t: performance.now()}});
+    }};
+    window.addEventListener('blur', () => add('blur'));
+    window.addEventListener('focus', () => add('focus'));
+    document.addEventListener('visibilitychange', () => add(document.hidden ? 'hidden' : 'visible'));
+  }}
+  return [stored, window.location.search, {JS_CLIENT}];
+}}
+"""
+JS_START = f"""
+(...args) => {{ args[args.length - 2] = {JS_CLIENT}; return args; }}
+"""
+# The end pages (done, screen-out) may send the rater back to the recruitment platform.
+JS_REDIRECT = """
+const go = () => {
+  const el = element.querySelector('[data-study-redirect]');
+  if (!el || window.__studyRedirect === el.dataset.studyRedirect) return;
+  window.__studyRedirect = el.dataset.studyRedirect;
+  setTimeout(() => window.location.assign(el.dataset.studyRedirect), Number(el.dataset.studyDelay));
+};
+go();
+watch('value', go);
 """
 
 
@@ -137,13 +194,38 @@ def _image_html(view: TrialView) -> str:
     )
 
 
-def _status_html(text: str, stage: str = "", msg: str = "") -> str:
+def _status_html(text: str, stage: str = "", msg: str = "", extra: str = "") -> str:
     """Progress line + the trial's stage, which STAGE_CSS turns into the block shown."""
     message = f'<p class="study-message"><strong>{html.escape(msg)}</strong></p>' if msg else ""
     return (
         f'<div class="study-status" data-study-stage="{stage}"><p><strong>{html.escape(text)}'
-        f"</strong></p>{message}</div>"
+        f"</strong></p>{message}{extra}</div>"
     )
+
+
+def _end_html(service: StudyService, kind: str, ids: RecruitmentIds | None, text: str = "") -> str:
+    """The end of a session (kind "complete" or "screenout"): its words, the platform's code,
+    and the link back (followed by itself after a short delay)."""
+    code, url = service.online.end_link(kind, ids)
+    parts = [f'<p class="study-end-text">{html.escape(text)}</p>'] if text else []
+    if code:
+        parts.append(
+            f"<p>Your {'completion' if kind == 'complete' else 'screen-out'} code: "
+            f'<code class="study-end-code">{html.escape(code)}</code></p>'
+        )
+    if url:
+        delay = service.online.redirect_delay_ms
+        parts.append(
+            f'<p><a class="study-end-link" href="{html.escape(url)}" data-study-redirect='
+            f'"{html.escape(url)}" data-study-delay="{delay}">Return to the study platform</a>'
+            " (you will be taken there in a few seconds).</p>"
+        )
+    return f'<div class="study-end study-end-{kind}">{"".join(parts)}</div>'
+
+
+def _ids(state: dict) -> RecruitmentIds | None:
+    ids = (state or {}).get("ids")
+    return RecruitmentIds(**ids) if ids else None
 
 
 def _progress(view: TrialView) -> str:
@@ -157,8 +239,16 @@ def _admin_html(text: str, *, refused: bool = False) -> str:
     return f"<p{css}><strong>{html.escape(text)}</strong></p>"
 
 
-def _code_html(code: str) -> str:
+def _code_html(code: str, source: str | None = None) -> str:
+    if source == "url":  # the platform's id: not shown (a shared screen, a screenshot)
+        return "<p>Your participant code came with the study link.</p>"
     return f'<p>Your participant code: <code class="study-code">{html.escape(code)}</code></p>'
+
+
+def _state(info) -> dict:
+    """The tab's gr.State for a session (token, code, practice count, link ids)."""
+    ids = info.ids.__dict__ if info.ids else None
+    return {"token": info.token, "code": info.code, "n_practice": info.n_practice, "ids": ids}
 
 
 def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
@@ -173,6 +263,11 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
     rt_box = gr.Number(
         value=None, visible=False, elem_id="study-rt"
     )  # filled by JS_RT at the click
+    # Filled by the page's JS: focus/blur events (with each answer), the link's query string
+    # and the browser's size (on load and at Start).
+    events_box = gr.Textbox(value="", visible=False, elem_id="study-events")
+    query_box = gr.Textbox(value="", visible=False, elem_id="study-query")
+    client_box = gr.Textbox(value="", visible=False, elem_id="study-client")
 
     with gr.Column(visible=True, elem_id="study-page-consent") as consent_page:
         gr.Markdown(CONSENT)
@@ -182,7 +277,10 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
         consent_btn = gr.Button("Continue", variant="primary", elem_id="study-consent")
         consent_msg = gr.Markdown(elem_id="study-consent-message")
     with gr.Column(visible=False, elem_id="study-page-register") as register_page:
-        gr.Markdown("## About you\nChoose a code you will remember; do not use your name.")
+        code_intro = gr.Markdown(
+            "## About you\nChoose a code you will remember; do not use your name.",
+            elem_id="study-code-intro",
+        )
         code = gr.Textbox(label="Participant code", max_length=64, elem_id="study-code")
         with gr.Row():
             age = gr.Dropdown(list(AGE_BANDS), label="Age band (optional)", value=None)
@@ -197,7 +295,7 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
     with gr.Column(visible=False, elem_id="study-page-trial") as trial_page:
         # Rendered once; the status line's stage then picks the block shown (STAGE_BLOCKS).
         gr.HTML(f"<style>{STAGE_CSS}</style>", elem_id="study-stage-css", padding=False)
-        status = gr.HTML("", elem_id="study-progress")
+        status = gr.HTML("", elem_id="study-progress", js_on_load=JS_REDIRECT)
         stim_html = gr.HTML("", js_on_load=JS_STAMP_SHOWN, elem_id="study-stimulus")
         with gr.Column(elem_id=STAGE_BLOCKS["expression"]):
             gr.Markdown("Which expression do you see?")
@@ -221,6 +319,8 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
             resync_btn = gr.Button("Continue", variant="primary", elem_id="study-resync")
         with gr.Column(elem_id=STAGE_BLOCKS["done"]):
             gr.Markdown(DONE)
+        with gr.Column(elem_id=STAGE_BLOCKS["screenout"]):
+            gr.Markdown("## This session has ended")
 
     with gr.Accordion("Experimenter", open=False):
         admin_key = gr.Textbox(label="Admin token", type="password", elem_id="study-admin-token")
@@ -252,15 +352,25 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
     def show(page: gr.Column) -> dict:
         return {p: gr.update(visible=p is page) for p in pages}
 
-    def screen(view: TrialView | None, msg: str = "") -> dict:
-        """The trial page's values for `view` (None: all done)."""
-        if view is None:
-            return {stim_html: "", status: _status_html("", "done"), trial_box: -1}
+    def screen(
+        view: TrialView | ScreenOut | None, msg: str = "", state: dict | None = None
+    ) -> dict:
+        """The trial page's values for `view` (None: all done; ScreenOut: ended early)."""
+        if view is None or isinstance(view, ScreenOut):
+            return {stim_html: "", status: end_status(view, state), trial_box: -1}
         return {
             stim_html: _image_html(view),
             status: _status_html(_progress(view), view.stage, msg),
             trial_box: view.trial_index,
         }
+
+    def end_status(view: ScreenOut | None, state: dict | None) -> str:
+        """The status line of an end page: done, or screened out (with the reason's words)."""
+        if view is None:
+            return _status_html("", "done", extra=_end_html(service, "complete", _ids(state)))
+        return _status_html(
+            "", "screenout", extra=_end_html(service, "screenout", _ids(state), view.message)
+        )
 
     def problem(exc: StudyError) -> dict:
         """A refused request: the message, no picture, the page's trial index left as it is
@@ -273,17 +383,32 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
     events = {"concurrency_limit": None, "queue": False}
 
     # -- consent and registration ------------------------------------------------------------
-    def on_consent(agreed: bool) -> dict:
+    def on_consent(agreed: bool, state: dict) -> dict:
         if not agreed:
             return {consent_msg: "Please tick the box to take part."}
-        return {**show(register_page), consent_msg: ""}
+        if _ids(state) is None:
+            return {**show(register_page), consent_msg: ""}
+        # A recruitment link's code: nothing to type (nor to see).
+        return {
+            **show(register_page),
+            consent_msg: "",
+            code_intro: f"## About you\n{LINK_CODE}",
+            code: gr.update(visible=False),
+        }
 
     consent_btn.click(
-        on_consent, [agree], [*pages, consent_msg], api_name="study_consent", **events
+        on_consent,
+        [agree, sess],
+        [*pages, consent_msg, code_intro, code],
+        api_name="study_consent",
+        **events,
     )
 
-    def on_start(agreed, code_text, age_band, gender_v, vision_v, state, request: gr.Request):
+    def on_start(
+        agreed, code_text, age_band, gender_v, vision_v, client, state, request: gr.Request
+    ):
         ua = request.headers.get("user-agent") if request is not None else None
+        ids = _ids(state)
         try:
             info = service.start_session(
                 code_text,
@@ -292,23 +417,29 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
                 gender=gender_v,
                 vision_corrected=vision_v,
                 user_agent=ua,
+                ids=ids,
+                client=ClientInfo.from_json(client),
             )
         except StudyError as exc:
+            if exc.reason == "small_screen":
+                return {**show(trial_page), **screen(ScreenOut(exc.reason, str(exc)), state=state)}
             return {register_msg: f"**{exc}**"}
-        state = {"token": info.token, "code": info.code, "n_practice": info.n_practice}
+        if info.resumed:  # the link's code had started before: where it left off
+            return {**resume_screens(info), saved: {"token": info.token}}
         return {
             **show(instructions_page),
-            sess: state,
+            sess: _state(info),
             saved: {"token": info.token},
-            code_view: _code_html(info.code),
+            code_view: _code_html(info.code, info.code_source),
             register_msg: "",
             begin_btn: gr.update(value="Begin practice" if info.n_practice else "Begin"),
         }
 
     start_btn.click(
         on_start,
-        [agree, code, age, gender, vision, sess],
-        [*pages, sess, saved, code_view, register_msg, begin_btn],
+        [agree, code, age, gender, vision, client_box, sess],
+        [*page_outputs, sess, saved, code_view, register_msg, begin_btn],
+        js=JS_START,
         api_name="study_start",
         **events,
     )
@@ -318,30 +449,52 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
     # key, or gr.skip() for "change nothing". Gradio takes an empty dict for a single value and
     # fails the event ("didn't return enough output values"), which the page shows as a red
     # "Error" badge over whatever the outputs are (here: the consent form, on every first visit).
-    def on_resume(stored: dict | None) -> dict:
-        token = (stored or {}).get("token")
-        if not token:
-            return gr.skip()  # a first visit: the consent page stays as it is
-        try:
-            info = service.resume(token)
-        except StudyError:
-            return {saved: {}}  # a session this database does not know: start afresh
-        state = {"token": token, "code": info.code, "n_practice": info.n_practice}
-        common = {sess: state, code_view: _code_html(info.code)}
+    def resume_screens(info) -> dict:
+        """The page a known session continues on: instructions before its first answer,
+        else its current trial (or its end page)."""
+        state = _state(info)
+        common = {sess: state, code_view: _code_html(info.code, info.code_source)}
+        token = info.token
         try:
             view = service.next_trial(token, mark_shown=False)
-            if view is not None and view.trial_index == 0 and view.stage == "expression":
+            if isinstance(view, TrialView) and view.trial_index == 0 and view.stage == "expression":
                 return {**show(instructions_page), **common}
-            if view is not None and view.stage == "expression":
+            if isinstance(view, TrialView) and view.stage == "expression":
                 view = service.next_trial(token)  # shown again: a new show time
         except StudyError as exc:
             return {**show(trial_page), **problem(exc), **common}
-        return {**show(trial_page), **screen(view), **common}
+        return {**show(trial_page), **screen(view, state=state), **common}
+
+    def on_resume(stored: dict | None, query: str, client: str) -> dict:
+        token = (stored or {}).get("token")
+        ids = service.online.ids_from_query(query)
+        if token:
+            try:
+                info = service.resume(token)
+            except StudyError:
+                info = None  # a session this database does not know: start afresh
+            if info is not None and (ids is None or ids.participant == info.code):
+                return resume_screens(info)
+            if ids is None:
+                return {saved: {}}
+        if ids is not None:
+            # A recruitment link: its participant continues wherever they left off, on any
+            # browser; a new one starts at the consent page with the code already known.
+            info = service.resume_code(ids.participant)
+            if info is not None:
+                return {**resume_screens(info), saved: {"token": info.token}}
+        if service.online.screen_too_small(ClientInfo.from_json(client)):
+            view = ScreenOut("small_screen", SCREEN_OUT_MESSAGES["small_screen"])
+            return {**show(trial_page), **screen(view, state={"ids": ids and ids.__dict__})}
+        if ids is not None:
+            return {sess: {"ids": ids.__dict__}, saved: {}}
+        return {saved: {}} if token else gr.skip()  # a first visit: the consent page stays
 
     root.load(
         on_resume,
-        [saved],
+        [saved, query_box, client_box],
         [*page_outputs, sess, saved, code_view],
+        js=JS_LOAD,
         api_name="study_resume",
         **events,
     )
@@ -349,7 +502,7 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
     # -- trials ------------------------------------------------------------------------------
     def on_next(state: dict) -> dict:
         try:
-            return screen(service.next_trial(state.get("token")))
+            return screen(service.next_trial(state.get("token")), state=state)
         except StudyError as exc:
             return problem(exc)
 
@@ -363,16 +516,21 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
     continue_btn.click(on_next, [sess], screen_outputs, api_name="study_continue", **events)
     resync_btn.click(on_next, [sess], screen_outputs, api_name="study_resync", **events)
 
-    def on_answer(expression: str, trial_index, rt_ms, state: dict) -> str:
+    def on_answer(expression: str, trial_index, rt_ms, seen: str, state: dict) -> str:
         """The status line only: the picture stays up while the quality scale replaces the
         expression buttons. A click that is not for the current trial (another window moved on)
         offers a button to the current one instead of storing anything."""
+        token = state.get("token")
         try:
-            outcome, view = service.answer(state.get("token"), trial_index, expression, rt_ms)
+            outcome, view = service.answer(token, trial_index, expression, rt_ms, events=seen)
         except StudyError as exc:
+            if exc.reason == "screened_out":
+                return end_status(service.next_trial(token, mark_shown=False), state)
             if exc.reason != "not_current":
                 return _status_html("", "", str(exc))
             outcome = view = None
+        if isinstance(view, ScreenOut):
+            return end_status(view, state)
         if view is None or view.trial_index != outcome.trial_index or view.stage != "quality":
             return _status_html("", "stale", STALE)  # e.g. rated meanwhile in another window
         return _status_html(_progress(view), "quality")
@@ -380,7 +538,7 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
     for e, btn in expression_btns.items():
         btn.click(
             partial(on_answer, e),
-            [trial_box, rt_box, sess],
+            [trial_box, rt_box, events_box, sess],
             [status],
             js=JS_RT,
             api_name=f"study_answer_{e}",
@@ -392,14 +550,14 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
             outcome, view = service.rate_and_advance(state.get("token"), trial_index, quality)
         except StudyError as exc:
             return problem(exc)
-        if outcome.trial_index == state.get("n_practice", 0) - 1 and view is not None:
+        if outcome.trial_index == state.get("n_practice", 0) - 1 and isinstance(view, TrialView):
             # The break page; its button (API: study_continue) shows the first real trial.
             return {
                 stim_html: "",
                 status: _status_html("", "break"),
                 trial_box: view.trial_index,
             }
-        return screen(view)
+        return screen(view, state=state)
 
     for q, btn in quality_btns.items():
         btn.click(

@@ -62,6 +62,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=7861)
     s.add_argument("--token", default=None, help="admin token (default: $UNMASK_STUDY_TOKEN)")
+    s.add_argument(
+        "--root-path",
+        default="",
+        help="the public path prefix behind a reverse proxy (e.g. /study when nginx forwards "
+        "https://example.org/study/ to this server); the server still listens at /",
+    )
+    o = s.add_argument_group("online recruitment (all off by default: a lab study)")
+    o.add_argument(
+        "--participant-param",
+        default="PROLIFIC_PID",
+        help="URL parameter holding the participant code (default: %(default)s)",
+    )
+    o.add_argument("--study-param", default="STUDY_ID", help="default: %(default)s")
+    o.add_argument("--session-param", default="SESSION_ID", help="default: %(default)s")
+    o.add_argument("--completion-code", default=None, help="code shown on the thank-you page")
+    o.add_argument(
+        "--completion-url",
+        default=None,
+        help="where the thank-you page sends the rater (e.g. https://app.prolific.com/"
+        "submissions/complete?cc=CODE); may hold {participant}, {study}, {session}, {code}",
+    )
+    o.add_argument("--screenout-code", default=None, help="code shown on the screen-out page")
+    o.add_argument("--screenout-url", default=None, help="where the screen-out page sends them")
+    o.add_argument(
+        "--min-viewport",
+        default=None,
+        metavar="WxH",
+        help="smallest browser viewport in CSS pixels (e.g. 360x600); smaller screens get the "
+        "screen-out page before consent",
+    )
+    o.add_argument(
+        "--max-catch-failures",
+        type=int,
+        default=None,
+        metavar="N",
+        help="end the session (screen-out page) at the N-th wrong attention-check answer",
+    )
+    o.add_argument(
+        "--redirect-delay-ms",
+        type=int,
+        default=3000,
+        help="how long the end page shows its code before redirecting (default: %(default)s)",
+    )
 
     e = sub.add_parser("export", help="write the long-format CSV (DESIGN.md columns)")
     e.add_argument("--db", default=None, help=db_help)
@@ -77,11 +120,40 @@ def run(args: argparse.Namespace) -> int:
     return {"build": _build, "serve": _serve, "export": _export}[args.study_command](args)
 
 
-def _service(args: argparse.Namespace, stimuli_dir: Path | None = None):
+def _service(args: argparse.Namespace, stimuli_dir: Path | None = None, online=None):
     from study.db import make_engine
     from study.service import StudyService
 
-    return StudyService(make_engine(args.db), stimuli_dir=stimuli_dir)
+    return StudyService(make_engine(args.db), stimuli_dir=stimuli_dir, online=online)
+
+
+def online_config(args: argparse.Namespace):
+    """The serve command's online-recruitment options as an OnlineConfig."""
+    from study.service import OnlineConfig
+
+    width = height = 0
+    if args.min_viewport:
+        try:
+            width, height = (int(v) for v in args.min_viewport.lower().split("x"))
+        except ValueError:
+            raise SystemExit(
+                f"--min-viewport is WxH, e.g. 360x600 (got {args.min_viewport!r})"
+            ) from None
+    if args.max_catch_failures is not None and args.max_catch_failures < 1:
+        raise SystemExit("--max-catch-failures is 1 or more")
+    return OnlineConfig(
+        participant_param=args.participant_param,
+        study_param=args.study_param,
+        session_param=args.session_param,
+        completion_code=args.completion_code,
+        completion_url=args.completion_url,
+        screenout_code=args.screenout_code,
+        screenout_url=args.screenout_url,
+        min_width=width,
+        min_height=height,
+        max_catch_failures=args.max_catch_failures,
+        redirect_delay_ms=args.redirect_delay_ms,
+    )
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -167,8 +239,11 @@ class TimeStudyEvents:
         return await self.app(scope, receive, timed_send)
 
 
-def make_server_app(service, admin_token: str):
-    """FastAPI app: the Gradio study at / plus the token-protected admin routes."""
+def make_server_app(service, admin_token: str, root_path: str = ""):
+    """FastAPI app: the Gradio study at / plus the token-protected admin routes.
+
+    `root_path`: the public prefix a reverse proxy adds (the proxy strips it before passing
+    requests on); Gradio then writes its links and API URLs under it."""
     import gradio as gr
     from fastapi import FastAPI, Header, HTTPException
     from fastapi.responses import JSONResponse, PlainTextResponse
@@ -231,7 +306,9 @@ def make_server_app(service, admin_token: str):
         return JSONResponse(timings.as_dict())
 
     blocks = build_study_app(service, admin_token=admin_token)
-    return gr.mount_gradio_app(app, blocks, path="/", footer_links=["gradio"])
+    return gr.mount_gradio_app(
+        app, blocks, path="/", footer_links=["gradio"], root_path=root_path.rstrip("/") or None
+    )
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -239,14 +316,16 @@ def _serve(args: argparse.Namespace) -> int:
 
     from study.app import TOKEN_ENV, resolve_admin_token
 
-    service = _service(args, args.stimuli)
+    service = _service(args, args.stimuli, online_config(args))
     if not service.has_stimuli():
         print("no stimuli in this database yet: run `unmask study build` first", file=sys.stderr)
         return 2
     token = resolve_admin_token(args.token, announce=False)
     print(f"Study admin token: {token}  (set {TOKEN_ENV} to choose it)", flush=True)
     print(f"Serving the study on http://{args.host}:{args.port}/", flush=True)
-    app = make_server_app(service, token)
+    if args.root_path:
+        print(f"Public path behind the reverse proxy: {args.root_path}", flush=True)
+    app = make_server_app(service, token, args.root_path)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
+from sqlalchemy.schema import CreateColumn
 
 from model.config import REPO_DIR
 from study.schema import Base
@@ -40,6 +41,7 @@ def make_engine(db: str | Path | None = None, *, echo: bool = False) -> Engine:
     if url.get_backend_name() != "sqlite":
         engine = create_engine(url, echo=echo, pool_pre_ping=True)
         Base.metadata.create_all(engine)
+        add_missing_columns(engine)
         return engine
 
     if url.database and url.database != ":memory:":
@@ -70,7 +72,27 @@ def make_engine(db: str | Path | None = None, *, echo: bool = False) -> Engine:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
     Base.metadata.create_all(engine)
+    add_missing_columns(engine)
     return engine
+
+
+def add_missing_columns(engine: Engine) -> list[str]:
+    """Add the nullable columns a newer schema has to an older database's tables (e.g. the
+    online-recruitment fields); create_all makes missing tables only. Returns what was added."""
+    have = inspect(engine)
+    added = []
+    with engine.begin() as conn:
+        for table in Base.metadata.sorted_tables:
+            if not have.has_table(table.name):
+                continue
+            present = {c["name"] for c in have.get_columns(table.name)}
+            for column in table.columns:
+                if column.name in present or not column.nullable:
+                    continue
+                ddl = CreateColumn(column).compile(dialect=engine.dialect)
+                conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {ddl}")
+                added.append(f"{table.name}.{column.name}")
+    return added
 
 
 def is_sqlite(engine: Engine) -> bool:

@@ -26,6 +26,8 @@ class StudyHTTPError(RuntimeError):
 
 # A refusal's words in an output's HTML (the trial page's status line, the admin panel's line).
 _MESSAGE = re.compile(r'class="study-message"><strong>(.*?)</strong>')
+_END_CODE = re.compile(r'class="study-end-code">(.*?)</code>')
+_REDIRECT = re.compile(r'data-study-redirect="(.*?)"')
 
 
 @dataclass(frozen=True)
@@ -36,12 +38,18 @@ class Screen:
     progress: str
     trial_index: int  # the trial on screen; -1 when done
     message: str
-    # "expression" | "quality" | "break" | "stale" | "done" | None (an error, or no status)
+    # "expression" | "quality" | "break" | "stale" | "done" | "screenout" | None (an error)
     stage: str | None
+    end_code: str = ""  # the completion or screen-out code an end page shows
+    redirect: str = ""  # where an end page sends the rater
 
     @property
     def done(self) -> bool:
         return self.trial_index == -1
+
+    @property
+    def screened_out(self) -> bool:
+        return self.stage == "screenout"
 
     @property
     def at_break(self) -> bool:
@@ -95,6 +103,8 @@ class StudyClient:
         stage = re.search(r'class="study-status" data-study-stage="(\w*)"', status)
         texts = [html.unescape(t) for t in re.findall(r"<strong>(.*?)</strong>", status)]
         message = _MESSAGE.search(status)
+        end_code = _END_CODE.search(status)
+        redirect = _REDIRECT.search(status)
         index = value("study-trial-index", None)
         return Screen(
             html=value("study-stimulus", "") or "",
@@ -102,11 +112,16 @@ class StudyClient:
             trial_index=-2 if index is None else int(index),
             message=html.unescape(message.group(1)) if message else "",
             stage=(stage.group(1) or None) if stage else None,
+            end_code=html.unescape(end_code.group(1)) if end_code else "",
+            redirect=html.unescape(redirect.group(1)) if redirect else "",
         )
 
     # -- the rater's steps ---------------------------------------------------------------
-    def start(self, code: str, *, age_band=None, gender=None, vision=None) -> dict[str, Any]:
-        out = self.call("study_start", True, code, age_band, gender, vision)
+    def start(
+        self, code: str, *, age_band=None, gender=None, vision=None, client: str | None = None
+    ) -> dict[str, Any]:
+        """Register (`client`: the page's JSON of the browser's size, as JS_CLIENT sends it)."""
+        out = self.call("study_start", True, code, age_band, gender, vision, client)
         saved = out.get("browserstate")
         if not isinstance(saved, dict) or "token" not in saved:
             raise StudyHTTPError(200, str(out.get("study-register-message")))

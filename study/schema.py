@@ -101,6 +101,20 @@ class Participant(Base):
     user_agent: Mapped[str | None] = mapped_column(String(512))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     completed_at: Mapped[datetime | None]
+    # Online recruitment: where the code came from ("typed", or "url": a platform's link) and
+    # the platform's study and session ids from the same link.
+    code_source: Mapped[str | None] = mapped_column(String(8))
+    recruitment_study_id: Mapped[str | None] = mapped_column(String(64))
+    recruitment_session_id: Mapped[str | None] = mapped_column(String(64))
+    # The browser at registration, measured by the page (CSS pixels).
+    viewport_width: Mapped[int | None] = mapped_column(Integer)
+    viewport_height: Mapped[int | None] = mapped_column(Integer)
+    screen_width: Mapped[int | None] = mapped_column(Integer)
+    screen_height: Mapped[int | None] = mapped_column(Integer)
+    device_pixel_ratio: Mapped[float | None] = mapped_column(Float)
+    # Set once when the session is ended early (e.g. "attention": failed catch trials).
+    screened_out_at: Mapped[datetime | None]
+    screen_out_reason: Mapped[str | None] = mapped_column(String(32))
 
     trials: Mapped[list[Trial]] = relationship(
         back_populates="participant", order_by="Trial.trial_index", cascade="all, delete-orphan"
@@ -156,3 +170,18 @@ class Response(Base):
     rated_at: Mapped[datetime | None]
 
     trial: Mapped[Trial] = relationship(back_populates="response")
+
+
+class BrowserEvent(Base):
+    """A focus, blur or visibility change of the rater's page, sent with the next answer."""
+
+    __tablename__ = "browser_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    participant_id: Mapped[int] = mapped_column(
+        ForeignKey("participants.id", ondelete="CASCADE"), index=True
+    )
+    trial_index: Mapped[int | None] = mapped_column(Integer)  # the picture on screen, if any
+    kind: Mapped[str] = mapped_column(String(16))  # "blur", "focus", "hidden", "visible"
+    client_ms: Mapped[float | None] = mapped_column(Float)  # performance.now() in the page
+    stored_at: Mapped[datetime] = mapped_column(default=utcnow)

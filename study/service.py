@@ -11,6 +11,7 @@ import csv
 import hashlib
 import hmac
 import io
+import json
 import math
 import secrets
 import threading
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import parse_qs, quote
 
 from sqlalchemy import Connection, Engine, Row, case, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -29,9 +31,17 @@ from sqlalchemy.orm import Session
 from model.config import EXPRESSIONS
 from study import design
 from study.db import WRITE, is_sqlite, make_engine
-from study.schema import Participant, Response, Setting, Stimulus, Trial, utcnow
+from study.schema import (
+    BrowserEvent,
+    Participant,
+    Response,
+    Setting,
+    Stimulus,
+    Trial,
+    utcnow,
+)
 
-_P, _T, _R, _S = (m.__table__ for m in (Participant, Trial, Response, Stimulus))
+_P, _T, _R, _S, _E = (m.__table__ for m in (Participant, Trial, Response, Stimulus, BrowserEvent))
 
 # DESIGN.md's long-format export, in this order.
 EXPORT_COLUMNS = (
@@ -48,7 +58,22 @@ EXPORT_COLUMNS = (
     "is_practice",
     "is_catch",
     "answered_at",
+    # Online recruitment and the browser (after DESIGN.md's columns, so old readers still work).
+    "code_source",
+    "recruitment_study_id",
+    "recruitment_session_id",
+    "user_agent",
+    "viewport_width",
+    "viewport_height",
+    "screen_width",
+    "screen_height",
+    "device_pixel_ratio",
+    "n_blur",
+    "screened_out",
 )
+BLUR_KINDS = ("blur", "hidden")  # the page lost the rater's attention
+EVENT_KINDS = ("blur", "focus", "hidden", "visible")
+MAX_EVENTS = 200  # focus/blur events stored with one answer; more is a broken page
 AGE_BANDS = ("18-24", "25-34", "35-44", "45-54", "55-64", "65+")
 GENDERS = ("female", "male", "non-binary or other", "prefer not to say")
 VISION = ("yes", "no")
@@ -65,6 +90,122 @@ class StudyError(ValueError):
     def __init__(self, reason: str, message: str):
         super().__init__(message)
         self.reason = reason
+
+
+@dataclass(frozen=True)
+class RecruitmentIds:
+    """The ids a recruitment platform put in the study link (participant, study, session)."""
+
+    participant: str
+    study: str | None = None
+    session: str | None = None
+
+
+@dataclass(frozen=True)
+class ClientInfo:
+    """The rater's browser as the page measured it (CSS pixels)."""
+
+    viewport_width: int | None = None
+    viewport_height: int | None = None
+    screen_width: int | None = None
+    screen_height: int | None = None
+    device_pixel_ratio: float | None = None
+
+    @classmethod
+    def from_json(cls, text: str | dict | None) -> ClientInfo:
+        """From the page's JSON ({"vw", "vh", "sw", "sh", "dpr"}); anything unreadable is None."""
+        try:
+            data = json.loads(text) if isinstance(text, str) else (text or {})
+        except ValueError:
+            data = {}
+        if not isinstance(data, dict):
+            data = {}
+
+        def number(key: str, kind=int):
+            try:
+                value = kind(data.get(key))
+            except (TypeError, ValueError, OverflowError):
+                return None
+            return value if 0 < value < 100_000 else None
+
+        return cls(number("vw"), number("vh"), number("sw"), number("sh"), number("dpr", float))
+
+
+@dataclass(frozen=True)
+class OnlineConfig:
+    """How an online (recruited) study runs: link parameters, end pages, screen-out rules.
+
+    The defaults change nothing for a lab study: no link ids are needed, no redirect, no rule.
+    `completion_url` and `screenout_url` may hold `{participant}`, `{study}`, `{session}` and
+    `{code}` (the completion or screen-out code), filled in URL-encoded.
+    """
+
+    participant_param: str = "PROLIFIC_PID"
+    study_param: str = "STUDY_ID"
+    session_param: str = "SESSION_ID"
+    completion_code: str | None = None
+    completion_url: str | None = None
+    screenout_code: str | None = None
+    screenout_url: str | None = None
+    min_width: int = 0  # smallest viewport (CSS px) that may take part; 0: any
+    min_height: int = 0
+    max_catch_failures: int | None = None  # screen out at this many wrong catch trials
+    redirect_delay_ms: int = 3000  # the end page shows its code this long before leaving
+
+    def ids_from_query(self, query: str | None) -> RecruitmentIds | None:
+        """The recruitment ids in a page's query string ("?PROLIFIC_PID=...&..."), if any."""
+        params = parse_qs((query or "").lstrip("?"), keep_blank_values=False)
+
+        def first(name: str) -> str | None:
+            values = params.get(name) or [""]
+            value = values[0].strip()[:MAX_CODE_LEN]
+            return value if value and value.isprintable() else None
+
+        participant = first(self.participant_param)
+        if participant is None:
+            return None
+        return RecruitmentIds(participant, first(self.study_param), first(self.session_param))
+
+    def screen_too_small(self, client: ClientInfo | None) -> bool:
+        """Known to be smaller than the minimum viewport (unknown sizes pass)."""
+        if client is None:
+            return False
+        w, h = client.viewport_width, client.viewport_height
+        return (w is not None and w < self.min_width) or (h is not None and h < self.min_height)
+
+    def end_link(self, kind: str, ids: RecruitmentIds | None) -> tuple[str | None, str | None]:
+        """(code, URL) shown at the end: kind "complete" or "screenout"."""
+        code, url = (
+            (self.completion_code, self.completion_url)
+            if kind == "complete"
+            else (self.screenout_code, self.screenout_url)
+        )
+        if url:
+            fields = {
+                "participant": ids.participant if ids else "",
+                "study": (ids.study if ids else None) or "",
+                "session": (ids.session if ids else None) or "",
+                "code": code or "",
+            }
+            for key, value in fields.items():
+                url = url.replace("{" + key + "}", quote(value, safe=""))
+        return code, url
+
+
+@dataclass(frozen=True)
+class ScreenOut:
+    """The session was ended early: no more trials; `reason` is a slug ("attention", ...)."""
+
+    reason: str
+    message: str
+
+
+SCREEN_OUT_MESSAGES = {
+    "attention": "Thank you for your time. Some answers to the check pictures did not match "
+    "what they clearly show, so this session has ended here.",
+    "small_screen": "This study needs a larger screen or browser window. Please open the link "
+    "on a computer or tablet, or make the window larger and reload the page.",
+}
 
 
 @dataclass(frozen=True)
@@ -88,6 +229,8 @@ class SessionInfo:
     resumed: bool
     n_trials: int
     n_practice: int
+    code_source: str | None = None  # "url" when the code came with a recruitment link
+    ids: RecruitmentIds | None = None
 
 
 @dataclass(frozen=True)
@@ -145,8 +288,15 @@ def iso_utc(t: datetime | None) -> str:
 class StudyService:
     """The study's state in one database; cheap to share between threads and users."""
 
-    def __init__(self, engine: Engine | None = None, *, stimuli_dir: str | Path | None = None):
+    def __init__(
+        self,
+        engine: Engine | None = None,
+        *,
+        stimuli_dir: str | Path | None = None,
+        online: OnlineConfig | None = None,
+    ):
         self.engine = engine if engine is not None else make_engine()
+        self.online = online or OnlineConfig()
         self._write_engine = self.engine.execution_options(**WRITE)
         # One writer at a time inside this process: SQLite allows one anyway, and queueing here
         # is fairer and faster than its sleep-and-retry busy handler. Other engines need none.
@@ -282,8 +432,23 @@ class StudyService:
         vision_corrected: str | None = None,
         user_agent: str | None = None,
         resume_token: str | None = None,
+        ids: RecruitmentIds | None = None,
+        client: ClientInfo | None = None,
     ) -> SessionInfo:
-        """Register a participant (or resume one with its token) and plan their whole sequence."""
+        """Register a participant (or resume one with its token) and plan their whole sequence.
+
+        With `ids` (a recruitment link's) the code is the link's participant id; a code that
+        already came by link resumes (a second visit never restarts). A viewport below the
+        configured minimum is refused (StudyError "small_screen") before anything is stored.
+        """
+        if ids is not None:
+            code = ids.participant
+            resumed = self.resume_code(code)
+            if resumed is not None:
+                return resumed
+        if self.online.screen_too_small(client):
+            raise StudyError("small_screen", SCREEN_OUT_MESSAGES["small_screen"])
+        client = client or ClientInfo()
         if not consent:
             raise StudyError("no_consent", "consent is needed to take part")
         code = (code or "").strip()
@@ -339,6 +504,14 @@ class StudyService:
                         gender=gender or None,
                         vision_corrected=vision_corrected or None,
                         user_agent=(user_agent or None) and user_agent[:512],
+                        code_source="url" if ids is not None else "typed",
+                        recruitment_study_id=ids.study if ids else None,
+                        recruitment_session_id=ids.session if ids else None,
+                        viewport_width=client.viewport_width,
+                        viewport_height=client.viewport_height,
+                        screen_width=client.screen_width,
+                        screen_height=client.screen_height,
+                        device_pixel_ratio=client.device_pixel_ratio,
                     )
                     s.add(p)
                     s.flush()
@@ -375,7 +548,36 @@ class StudyService:
 
     def _info(self, s: Session, p: Participant, token: str, *, resumed: bool) -> SessionInfo:
         n, n_practice = _count_trials(s.connection(), p.id)
-        return SessionInfo(token, p.code, resumed, n, n_practice)
+        ids = None
+        if p.code_source == "url":
+            ids = RecruitmentIds(p.code, p.recruitment_study_id, p.recruitment_session_id)
+        return SessionInfo(token, p.code, resumed, n, n_practice, p.code_source, ids)
+
+    def resume_code(self, code: str) -> SessionInfo | None:
+        """A second visit by a recruitment link: the participant whose code came by link,
+        under a new session token (the link is the key; the old token keeps working in this
+        process only). None when no participant has that code by link."""
+        with self._write() as s:
+            p = s.scalar(
+                select(Participant).where(
+                    Participant.code == code, Participant.code_source == "url"
+                )
+            )
+            if p is None:
+                return None
+            token = secrets.token_urlsafe(24)
+            p.token_hash = token_hash(token)
+            return self._info(s, p, token, resumed=True)
+
+    def record_events(self, token: str, events: str | list | None) -> int:
+        """Store focus/blur events the page collected (JSON list of {kind, trial, t})."""
+        rows = _clean_events(events)
+        if not rows:
+            return 0
+        with self._write_conn() as conn:
+            pid = self._pid(conn, token)
+            conn.execute(insert(_E), [{**r, "participant_id": pid} for r in rows])
+        return len(rows)
 
     def _participant(self, s: Session, token: str | None) -> Participant:
         return s.get(Participant, self._pid(s.connection(), token))
@@ -419,6 +621,7 @@ class StudyService:
                 _T.c.trial_index,
                 _T.c.stimulus_id,
                 _T.c.is_practice,
+                _T.c.is_catch,
                 _T.c.shown_at,
                 _R.c.id.label("response_id"),
             )
@@ -428,8 +631,13 @@ class StudyService:
             .limit(1)
         ).first()
 
-    def _view(self, conn: Connection, pid: int, *, mark_shown: bool) -> TrialView | None:
-        """The participant's current trial as the rater may see it."""
+    def _view(
+        self, conn: Connection, pid: int, *, mark_shown: bool
+    ) -> TrialView | ScreenOut | None:
+        """The participant's current trial as the rater may see it (ScreenOut: ended early)."""
+        reason = conn.scalar(select(_P.c.screen_out_reason).where(_P.c.id == pid))
+        if reason:
+            return ScreenOut(reason, SCREEN_OUT_MESSAGES.get(reason, "This session has ended."))
         current = self._current(conn, pid)
         if current is None:
             if mark_shown:
@@ -469,7 +677,7 @@ class StudyService:
             self._count_cache[pid] = _count_trials(conn, pid)
         return self._count_cache[pid]
 
-    def next_trial(self, token: str, *, mark_shown: bool = True) -> TrialView | None:
+    def next_trial(self, token: str, *, mark_shown: bool = True) -> TrialView | ScreenOut | None:
         """The participant's next unanswered trial (None when all are done).
 
         It gets its server `shown_at` time and its show count bumped, unless `mark_shown` is
@@ -492,9 +700,12 @@ class StudyService:
         rt_ms: float | None = None,
         *,
         view: bool = True,
-    ) -> tuple[RecordOutcome, TrialView | None]:
+        events: str | list | None = None,
+    ) -> tuple[RecordOutcome, TrialView | ScreenOut | None]:
         """Store the expression answer (once) and, in the same transaction, read the screen
         that follows it: the same trial at its quality step, when it was the current one.
+        `events`: the page's focus/blur events since the last answer, stored with it. A wrong
+        catch trial that reaches the configured limit ends the session (a ScreenOut follows).
 
         Raises StudyError("not_current") for a trial that is not the one on screen.
         """
@@ -506,6 +717,10 @@ class StudyService:
             with self._write_conn() as conn:
                 pid = self._pid(conn, token)
                 outcome = self._record(conn, pid, trial_index, expression, rt)
+                if outcome.stored:
+                    rows = _clean_events(events)
+                    if rows:
+                        conn.execute(insert(_E), [{**r, "participant_id": pid} for r in rows])
                 return outcome, self._view(conn, pid, mark_shown=False) if view else None
         except IntegrityError:
             # Another process stored this trial's answer first (engines without the in-process
@@ -527,6 +742,8 @@ class StudyService:
     def _record(
         self, conn: Connection, pid: int, trial_index: int, expression: str, rt: float | None
     ) -> RecordOutcome:
+        if conn.scalar(select(_P.c.screen_out_reason).where(_P.c.id == pid)):
+            raise StudyError("screened_out", "this session has ended")
         current = self._current(conn, pid)
         if (
             current is not None
@@ -545,6 +762,8 @@ class StudyService:
                     answered_at=utcnow(),
                 )
             )
+            if current.is_catch and self.online.max_catch_failures:
+                self._screen_out_on_catch(conn, pid)
             return RecordOutcome(True, trial_index, expression)
         stored = self._stored(conn, pid, trial_index, _R.c.expression_chosen)
         if stored is not None:  # a repeat (double click, retried request): nothing changes
@@ -556,13 +775,33 @@ class StudyService:
             raise StudyError("no_trial", f"no trial {trial_index}")
         raise StudyError("not_current", f"trial {trial_index} is not the one shown")
 
+    def _screen_out_on_catch(self, conn: Connection, pid: int) -> None:
+        """End the session once its wrong catch answers reach the configured limit."""
+        wrong = conn.scalar(
+            select(func.count(_R.c.id))
+            .select_from(
+                _R.join(_T, _T.c.id == _R.c.trial_id).join(_S, _S.c.id == _T.c.stimulus_id)
+            )
+            .where(
+                _R.c.participant_id == pid,
+                _T.c.is_catch.is_(True),
+                _R.c.expression_chosen != _S.c.expression,
+            )
+        )
+        if wrong >= self.online.max_catch_failures:
+            conn.execute(
+                update(_P)
+                .where(_P.c.id == pid, _P.c.screen_out_reason.is_(None))
+                .values(screened_out_at=utcnow(), screen_out_reason="attention")
+            )
+
     def record_quality(self, token: str, trial_index: int, quality: int) -> RecordOutcome:
         """Store the 1..7 quality rating of an answered trial, once."""
         return self.rate_and_advance(token, trial_index, quality, advance=False)[0]
 
     def rate_and_advance(
         self, token: str, trial_index: int, quality: int, *, advance: bool = True
-    ) -> tuple[RecordOutcome, TrialView | None]:
+    ) -> tuple[RecordOutcome, TrialView | ScreenOut | None]:
         """Store the rating and, in the same transaction (one commit), show the next trial.
 
         The next trial is not marked shown when the rating was a repeat (the screen is already
@@ -668,15 +907,25 @@ class StudyService:
         """One dict a answered trial (DESIGN.md columns), by participant then trial index."""
         with self._read() as s:
             q = (
-                select(Participant.code, Trial, Stimulus, Response)
+                select(Participant, Trial, Stimulus, Response)
                 .join(Trial, Trial.participant_id == Participant.id)
                 .join(Stimulus, Stimulus.id == Trial.stimulus_id)
                 .join(Response, Response.trial_id == Trial.id)
                 .order_by(Participant.ordinal, Trial.trial_index)
             )
+            blurs = Counter(
+                {
+                    (pid, index): n
+                    for pid, index, n in s.execute(
+                        select(BrowserEvent.participant_id, BrowserEvent.trial_index, func.count())
+                        .where(BrowserEvent.kind.in_(BLUR_KINDS))
+                        .group_by(BrowserEvent.participant_id, BrowserEvent.trial_index)
+                    )
+                }
+            )
             return [
                 {
-                    "participant_id": code,
+                    "participant_id": p.code,
                     "trial_index": t.trial_index,
                     "stimulus_id": st.id,
                     "image_id": st.image_id,
@@ -689,8 +938,19 @@ class StudyService:
                     "is_practice": int(t.is_practice),
                     "is_catch": int(t.is_catch),
                     "answered_at": iso_utc(r.answered_at),
+                    "code_source": p.code_source or "",
+                    "recruitment_study_id": p.recruitment_study_id or "",
+                    "recruitment_session_id": p.recruitment_session_id or "",
+                    "user_agent": p.user_agent or "",
+                    "viewport_width": _blank(p.viewport_width),
+                    "viewport_height": _blank(p.viewport_height),
+                    "screen_width": _blank(p.screen_width),
+                    "screen_height": _blank(p.screen_height),
+                    "device_pixel_ratio": _blank(p.device_pixel_ratio),
+                    "n_blur": blurs[(p.id, t.trial_index)],
+                    "screened_out": p.screen_out_reason or "",
                 }
-                for code, t, st, r in s.execute(q)
+                for p, t, st, r in s.execute(q)
             ]
 
     def export_csv(self) -> str:
@@ -705,6 +965,41 @@ class StudyService:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(self.export_csv(), encoding="utf-8", newline="")
         return path
+
+
+def _finite(value) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _blank(value):
+    return "" if value is None else value
+
+
+def _clean_events(events: str | list | None) -> list[dict]:
+    """The page's focus/blur events as rows: known kinds only, at most MAX_EVENTS."""
+    if isinstance(events, str):
+        try:
+            events = json.loads(events) if events.strip() else []
+        except ValueError:
+            return []
+    if not isinstance(events, list):
+        return []
+    rows = []
+    for e in events[:MAX_EVENTS]:
+        if not isinstance(e, dict) or e.get("kind") not in EVENT_KINDS:
+            continue
+        try:
+            trial = int(e["trial"]) if e.get("trial") not in (None, "") else None
+        except (TypeError, ValueError):
+            trial = None
+        if trial is not None and not 0 <= trial < MAX_TRIALS:
+            trial = None
+        rows.append({"kind": e["kind"], "trial_index": trial, "client_ms": _finite(e.get("t"))})
+    return rows
 
 
 def _count_trials(conn: Connection, pid: int) -> tuple[int, int]:
