@@ -103,7 +103,9 @@ def _write_png(path: Path, image: np.ndarray) -> None:
 
 def process_file(job: tuple[str, str, str, str | None, int]) -> tuple[dict, list | None]:
     """(path, source, out, templates, base seed) -> (manifest row, landmarks or None).
-    Never raises: every failure becomes a status and a reason."""
+    Never raises: every failure becomes a status and a reason. Only upright faces are stored:
+    `find_and_align` checks the geometry after alignment and retries turned copies, so a photo
+    turned without an EXIF tag is stored upright or gets status "not_upright" with the reason."""
     from model.faces import FaceError, find_and_align
     from model.imageio import ImageError, load_image
     from model.masks import apply_mask, cached_templates
