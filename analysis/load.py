@@ -32,6 +32,23 @@ COLUMNS: dict[str, str] = {
     "is_catch": "flag",
     "answered_at": "str",
 }
+# Online-study columns the export adds after DESIGN.md's: kept when present (exclusion rules).
+OPTIONAL_COLUMNS: dict[str, str] = {
+    "screened_out": "str",
+    "viewport_width": "float",
+    "viewport_height": "float",
+    "n_blur": "float",
+}
+# The export's other recruitment/browser columns: known, not used, not reported as unknown.
+KNOWN_EXTRA = (
+    "code_source",
+    "recruitment_study_id",
+    "recruitment_session_id",
+    "user_agent",
+    "screen_width",
+    "screen_height",
+    "device_pixel_ratio",
+)
 QUALITY_RANGE = (1, 7)
 # Fallback when study/ does not say where its database lives (it is ignored by git: *.sqlite).
 FALLBACK_DB_PATH = REPO_DIR / "study_data" / "study.sqlite"
@@ -103,12 +120,19 @@ def validate(raw: pd.DataFrame, source: str) -> StudyData:
             f"{source}: missing column(s) {', '.join(missing)}; the long-format export needs "
             f"{', '.join(COLUMNS)} (DESIGN.md, 'Study: what is stored and exported')"
         )
-    extra = [c for c in raw.columns if c not in COLUMNS]
+    known = {*COLUMNS, *OPTIONAL_COLUMNS, *KNOWN_EXTRA}
+    extra = [c for c in raw.columns if c not in known]
     if extra:
         messages.append(f"ignored unknown column(s): {', '.join(extra)}")
     if raw.empty:
         raise StudyDataError(f"{source}: no trials (the export has a header but no rows)")
-    t = raw[list(COLUMNS)].copy()
+    optional = [c for c in OPTIONAL_COLUMNS if c in raw.columns]
+    t = raw[list(COLUMNS) + optional].copy()
+    for col in optional:
+        if OPTIONAL_COLUMNS[col] == "str":
+            t[col] = t[col].astype("string").str.strip().fillna("")
+        else:
+            t[col] = pd.to_numeric(t[col], errors="coerce")
 
     for col, kind in COLUMNS.items():
         if kind == "str":

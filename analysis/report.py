@@ -73,6 +73,16 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ex.add_argument(
         "--rt-max-ms", type=float, metavar="MS", help="exclude trials slower than this (e.g. 60000)"
     )
+    ex.add_argument(
+        "--exclude-screened-out",
+        action="store_true",
+        help="exclude participants an online session screened out (export column screened_out)",
+    )
+    ex.add_argument(
+        "--min-viewport",
+        metavar="WxH",
+        help="exclude participants whose browser viewport was smaller (e.g. 600x500)",
+    )
     ap.add_argument(
         "--bootstrap",
         type=int,
@@ -81,6 +91,13 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
         help="participant-bootstrap resamples for effect-size CIs (default: %(default)s)",
     )
     ap.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: %(default)s)")
+    ap.add_argument(
+        "--proxy",
+        metavar="CSV",
+        default=None,
+        help="machine rater's table (default: results/metrics/expression_proxy.csv when present): "
+        "its agreement with the people is printed",
+    )
     ap.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     ap.add_argument("--quiet", action="store_true", help="do not print the tables")
 
@@ -297,7 +314,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    rules = stats.Exclusions(args.catch_min_accuracy, args.rt_min_ms, args.rt_max_ms)
+    viewport = None
+    if args.min_viewport:
+        try:
+            w, h = (int(v) for v in args.min_viewport.lower().split("x"))
+            viewport = (w, h)
+        except ValueError:
+            print("error: --min-viewport is WxH, e.g. 600x500", file=sys.stderr)
+            return 2
+    rules = stats.Exclusions(
+        args.catch_min_accuracy,
+        args.rt_min_ms,
+        args.rt_max_ms,
+        screened_out=args.exclude_screened_out,
+        min_viewport=viewport,
+    )
     if rules.catch_min_accuracy is not None and not 0 <= rules.catch_min_accuracy <= 1:
         print("error: --catch-min-accuracy is a share between 0 and 1 (e.g. 0.75)", file=sys.stderr)
         return 2
@@ -315,6 +346,15 @@ def run(args: argparse.Namespace) -> int:
     files = write_outputs(data, r, out, plots=not args.no_plots)
     if not args.quiet:
         print(terminal_summary(data, r))
+        if rules.any:
+            print("\nExclusions:\n" + frame_markdown(r["exclusions"].table()))
+    from analysis.agreement import PROXY_CSV, agreement, read_proxy
+
+    machine = read_proxy(args.proxy or PROXY_CSV)
+    if machine is not None:
+        agree = agreement(r["t5_long"], machine)
+        print("\n" + agree.summary())
+        agree.cells.to_csv(out / out_name("machine_agreement", "csv", data.simulated), index=False)
     print(
         f"\nwrote {len(files)} file(s) to {out}" + (" (SIMULATED DATA)" if data.simulated else "")
     )

@@ -25,6 +25,8 @@ from model.methods.registry import METHODS
 # Latent mean quality (1..7) per method: the paper's Table 3 levels, unmask a little above "landmark".
 QUALITY_MEAN = {
     "telea": 1.5,
+    "patchmatch": 2.2,
+    "eigenface": 2.4,
     "pix2pix": 2.7,
     "pix2pix_mask": 3.6,
     "dilated_se": 4.5,
@@ -35,6 +37,8 @@ QUALITY_MEAN = {
 # Probability of naming the true expression, per method, before the participant's own skill.
 ACCURACY = {
     "telea": 0.93,
+    "patchmatch": 0.93,
+    "eigenface": 0.90,
     "pix2pix": 0.92,
     "pix2pix_mask": 0.91,
     "dilated_se": 0.88,

@@ -38,10 +38,15 @@ class Exclusions:
     )
     rt_min_ms: float | None = None  # drop trials answered faster than this (anticipations)
     rt_max_ms: float | None = None  # drop trials slower than this (lapses)
+    screened_out: bool = False  # drop participants an online session screened out
+    min_viewport: tuple[int, int] | None = None  # drop participants with a smaller (W, H)
 
     @property
     def any(self) -> bool:
-        return any(v is not None for v in (self.catch_min_accuracy, self.rt_min_ms, self.rt_max_ms))
+        return self.screened_out or any(
+            v is not None
+            for v in (self.catch_min_accuracy, self.rt_min_ms, self.rt_max_ms, self.min_viewport)
+        )
 
 
 @dataclass
@@ -51,6 +56,41 @@ class ExclusionReport:
 
     def table(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows, columns=["rule", "participants_excluded", "trials_excluded"])
+
+
+def _screened_out(trials: pd.DataFrame, rep: ExclusionReport) -> tuple[str, list[str]]:
+    """Participants an online session screened out (the export's `screened_out` column)."""
+    rule = "screened out online (failed attention checks, ...)"
+    if "screened_out" not in trials:
+        rep.messages.append("screen-out rule asked for, but the data has no screened_out column")
+        return rule, []
+    flagged = trials["screened_out"].fillna("").astype(str).str.strip() != ""
+    return rule, sorted(set(trials.loc[flagged, "participant_id"]))
+
+
+def _small_viewport(
+    trials: pd.DataFrame, rules: Exclusions, rep: ExclusionReport
+) -> tuple[str, list[str]]:
+    """Participants whose browser viewport was below the minimum (unknown sizes are kept)."""
+    w, h = rules.min_viewport
+    rule = f"viewport smaller than {w}x{h}"
+    if "viewport_width" not in trials or "viewport_height" not in trials:
+        rep.messages.append("viewport rule asked for, but the data has no viewport columns")
+        return rule, []
+    small = (trials["viewport_width"] < w) | (trials["viewport_height"] < h)
+    return rule, sorted(set(trials.loc[small.fillna(False), "participant_id"]))
+
+
+def _drop_participants(
+    trials: pd.DataFrame, main: pd.DataFrame, rep: ExclusionReport, rule: str, who: list[str]
+) -> pd.DataFrame:
+    dropped = main["participant_id"].isin(who)
+    rep.rows.append(
+        {"rule": rule, "participants_excluded": len(who), "trials_excluded": int(dropped.sum())}
+    )
+    if who:
+        rep.messages.append(f"excluded participant(s), {rule}: {', '.join(map(str, who[:10]))}")
+    return main[~dropped]
 
 
 def apply_exclusions(
@@ -96,6 +136,10 @@ def apply_exclusions(
                 f"excluded participant(s) failing catch trials: {', '.join(failed)}"
             )
         main = main[~dropped]
+    if rules.screened_out:
+        main = _drop_participants(trials, main, rep, *_screened_out(trials, rep))
+    if rules.min_viewport is not None:
+        main = _drop_participants(trials, main, rep, *_small_viewport(trials, rules, rep))
     for bound, name, op in (
         (rules.rt_min_ms, "rt_ms <", np.less),
         (rules.rt_max_ms, "rt_ms >", np.greater),

@@ -87,11 +87,15 @@ def complete_session(url: str, code: str, rng: random.Random, double_every: int 
 class StudyServer:
     """`unmask study serve` in a subprocess on 127.0.0.1 (kill() is a crash: SIGKILL).
 
-    `db` is a SQLite file or a database URL (e.g. a PostgreSQL one).
+    `db` is a SQLite file or a database URL (e.g. a PostgreSQL one); `args` are more `serve`
+    options, where "{PORT}" becomes the server's port.
     """
 
-    def __init__(self, db: Path | str, log: Path, token: str = ADMIN_TOKEN):
+    def __init__(
+        self, db: Path | str, log: Path, token: str = ADMIN_TOKEN, args: tuple[str, ...] = ()
+    ):
         self.db, self.log_path, self.token = db, log, token
+        self.args = args
         self.proc: subprocess.Popen | None = None
         self.port = 0
 
@@ -105,6 +109,7 @@ class StudyServer:
         env.pop("DATABASE_URL", None)
         cmd = [sys.executable, "-m", "model", "study", "serve", "--db", str(self.db)]
         cmd += ["--port", str(self.port), "--token", self.token]
+        cmd += [a.replace("{PORT}", str(self.port)) for a in self.args]
         self._log = self.log_path.open("a")
         self.proc = subprocess.Popen(cmd, cwd=REPO_DIR, env=env, stdout=self._log, stderr=self._log)
         deadline = time.monotonic() + timeout
