@@ -106,6 +106,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "and its predictions on real masked photos -> segmenter_real.png under --figures",
     )
     parser.add_argument(
+        "--expressions",
+        action="store_true",
+        help="the machine rater instead: an expression classifier (performers held out) on every "
+        "method's output -> expression_proxy.md/.csv under --out, expression_proxy.png under "
+        "--figures (model/expression_proxy.py; a proxy, not people)",
+    )
+    parser.add_argument(
         "--untrained",
         nargs="?",
         const="compact",
@@ -115,6 +122,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default compact; 'tiny' for fast tests) instead of shipped weights; the numbers are "
         "meaningless, this only exercises the pipeline before weights exist",
     )
+    from model.expression_proxy import add_arguments as add_proxy_arguments
+
+    add_proxy_arguments(parser)
 
 
 # ---- statistics ------------------------------------------------------------------------------
@@ -747,6 +757,14 @@ def learning_curve_figure(run_dir: Path, path: Path) -> Path | None:
 
 
 def run(args) -> int:
+    if args.expressions:  # needs no --data: it reads the expression-labelled faces
+        from model.expression_proxy import run_expression_proxy
+
+        args.out = args.out or new_run_dir("eval")
+        args.figures = args.figures or args.out / "figures"
+        print(f"unmask eval --expressions: writing to {args.out}", file=sys.stderr)
+        with torch.no_grad():
+            return run_expression_proxy(args)
     if args.run is None and args.data is None:
         raise SystemExit("unmask eval: --data DIR (or --run RUN_DIR) is required")
     if args.out is None:  # never over earlier results: a new run folder unless told otherwise
