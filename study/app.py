@@ -149,7 +149,8 @@ JS_LOAD = f"""
 }}
 """
 JS_START = f"""
-(...args) => {{ args[args.length - 2] = {JS_CLIENT}; return args; }}
+(agree, code, age, gender, vision, client, state) =>
+  [agree, code, age, gender, vision, {JS_CLIENT}, state]
 """
 # The end pages (done, screen-out) may send the rater back to the recruitment platform.
 JS_REDIRECT = """

@@ -4,11 +4,14 @@ and blur events, the export's new columns (after DESIGN.md's), and an older data
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from sqlalchemy import select, text
 from study_helpers import make_study
 
 from study.db import make_engine
+from study.schema import Participant, Stimulus, Trial
 from study.service import (
     EXPORT_COLUMNS,
     ClientInfo,
@@ -19,7 +22,6 @@ from study.service import (
     StudyService,
     TrialView,
 )
-from study.schema import Participant, Stimulus, Trial
 
 DESIGN_COLUMNS = (
     "participant_id trial_index stimulus_id image_id method expression_true expression_chosen "
@@ -139,10 +141,15 @@ def test_wrong_catch_answer_screens_out(study):
 def test_focus_and_blur_events_counted_per_trial(study):
     info = study.start_session("wanders", consent=True)
     view = study.next_trial(info.token)
-    events = (
-        '[{"kind": "blur", "trial": "%d", "t": 1200.5}, {"kind": "focus", "trial": "%d", "t": 1900},'
-        ' {"kind": "hidden", "trial": null, "t": 10}, {"kind": "<script>", "trial": 1}]'
-    ) % (view.trial_index, view.trial_index)
+    i = view.trial_index
+    events = json.dumps(
+        [
+            {"kind": "blur", "trial": str(i), "t": 1200.5},
+            {"kind": "focus", "trial": str(i), "t": 1900},
+            {"kind": "hidden", "trial": None, "t": 10},
+            {"kind": "<script>", "trial": 1},
+        ]
+    )
     study.answer(info.token, view.trial_index, "sad", 700.0, events=events)
     study.answer(info.token, view.trial_index, "sad", 700.0, events=events)  # a repeat: not again
     study.answer(info.token, view.trial_index, "sad", 700.0, events="not json")

@@ -86,6 +86,11 @@ def answer_trial(page, expression: str, quality: int = 5, *, phone: bool = False
         fits_the_phone(page, "#study-quality-row button")
         assert page.locator("#study-quality-row button").filter(visible=True).count() == 7
     page.click(f"#study-quality-{quality}")
+    # The reply has come when the stage leaves "quality" (next picture, break or end page).
+    page.wait_for_function(
+        "() => document.querySelector('#study-progress [data-study-stage]')"
+        ".dataset.studyStage !== 'quality'"
+    )
     return index
 
 
@@ -142,19 +147,13 @@ def test_link_on_a_phone_resume_elsewhere_and_completion_redirect(tmp_path, brow
         page.goto(link)
         index = current_index(page)
         assert index == first + 1 and page.locator("#study-page-consent").is_hidden()
-        while True:
+        while not page.locator("#study-page-done").is_visible():
             answer_trial(page, "angry", 6)
-            page.wait_for_function(
-                "() => document.querySelector('#study-progress [data-study-stage]')"
-                ".dataset.studyStage !== 'quality'"
-            )
-            if page.locator("#study-page-done").is_visible():
-                break
         visible(page, "#study-page-done")
         assert page.inner_text(".study-end-code") == "C0MPLETE-42"
         link_el = page.locator("a.study-end-link")
         assert link_el.is_visible()
-        page.wait_for_url("**/study/health?*", timeout=TIMEOUT_MS)
+        page.wait_for_url(lambda u: "/study/health?" in u, timeout=TIMEOUT_MS)
         query = parse_qs(urlsplit(page.url).query)
         assert query == {"cc": ["C0MPLETE-42"], "pid": ["pp 1"], "s": ["sess-pp 1"]}
         context.close()
@@ -167,7 +166,7 @@ def test_link_on_a_phone_resume_elsewhere_and_completion_redirect(tmp_path, brow
         server.stop()
 
     rows = service.export_rows()
-    assert len(rows) == 5 and {r["participant_id"] for r in rows} == {"pp 1"}
+    assert len(rows) == 4 and {r["participant_id"] for r in rows} == {"pp 1"}
     assert {(r["recruitment_study_id"], r["recruitment_session_id"]) for r in rows} == {
         ("study-7", "sess-pp 1")
     }
@@ -207,7 +206,7 @@ def test_screen_outs_small_screen_and_attention(tmp_path, browser):
         assert page.inner_text(".study-end-code") == "SCREENED-9"
         assert page.locator("#study-page-consent").is_hidden()
         fits_the_phone(page, "#study-progress")
-        page.wait_for_url("**/study/health?out=small", timeout=TIMEOUT_MS)
+        page.wait_for_url(lambda u: u.endswith("/study/health?out=small"), timeout=TIMEOUT_MS)
         context.close()
         assert service.progress() == []
 
@@ -226,13 +225,12 @@ def test_screen_outs_small_screen_and_attention(tmp_path, browser):
                 page.click("#study-expr-neutral" if true != "neutral" else "#study-expr-sad")
                 break
             answer_trial(page, true)
-            if page.locator("#study-page-break").is_visible() or index == 0:
-                visible(page, "#study-continue")
+            if page.locator("#study-page-break").is_visible():
                 page.click("#study-continue")
         visible(page, "#study-page-screenout")
         assert page.locator("#study-stimulus img").is_hidden()
         assert "check pictures" in page.inner_text("#study-progress")
-        page.wait_for_url("**/study/health?out=careless", timeout=TIMEOUT_MS)
+        page.wait_for_url(lambda u: u.endswith("/study/health?out=careless"), timeout=TIMEOUT_MS)
         page.goto(server.url + LINK.format(pid="careless"))
         visible(page, "#study-page-screenout")
         context.close()
@@ -272,8 +270,10 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             return
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
-        headers["X-Forwarded-Prefix"] = proxy.prefix
+        # As the README's nginx block: the public Host passes through, with X-Forwarded-*.
+        headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
+        headers["X-Forwarded-Host"] = self.headers.get("Host", "")
+        headers["X-Forwarded-Proto"] = "http"
         r = proxy.client.request(
             self.command,
             proxy.upstream + self.path[len(proxy.prefix) :],
