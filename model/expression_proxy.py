@@ -12,6 +12,7 @@ import argparse
 import csv
 import datetime as dt
 import hashlib
+import json
 import math
 import platform
 import sys
@@ -341,6 +342,16 @@ def result_rows(r: ProxyResult) -> list[dict]:
     return rows
 
 
+def _top_mistake(truth: Sequence[str], pred: Sequence[str], expression: str) -> str:
+    """ "sad 40%": the wrong answer given most often for `expression`, and its share."""
+    wrong = [p for t, p in zip(truth, pred, strict=True) if t == expression and p != t]
+    n = sum(t == expression for t in truth)
+    if not wrong or not n:
+        return "–"
+    top = max(set(wrong), key=wrong.count)
+    return f"{top} {100 * wrong.count(top) / n:.0f}%"
+
+
 def _cell(row: dict) -> str:
     return f"{row['accuracy']:.0f} [{row['ci_low']:.0f}–{row['ci_high']:.0f}]"
 
@@ -400,6 +411,19 @@ def write_outputs(r: ProxyResult, out: Path, figures: Path) -> list[Path]:
     for c in r.conditions:
         cells = [_cell(at[c, e]) for e in [*EXPRESSIONS, "all"]]
         lines.append(f"| {label.get(c, c)} (`{c}`) | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "## What each expression is mistaken for (held-out faces, most common wrong answer)",
+        "",
+        "| condition | " + " | ".join(EXPRESSIONS) + " |",
+        "| --- |" + " --- |" * len(EXPRESSIONS),
+    ]
+    for c in r.conditions:
+        lines.append(
+            f"| `{c}` | "
+            + " | ".join(_top_mistake(r.truth, r.predictions[c], e) for e in EXPRESSIONS)
+            + " |"
+        )
     lines += ["", "## Run", ""]
     lines += [f"- {k}: {v}" for k, v in ctx.items() if k not in ("classifier",)]
     if r.notes:
@@ -491,6 +515,13 @@ def _weights_note(key: str, weights_dir: Path) -> str:
     return f"{key}.safetensors sha256 {digest}…"
 
 
+def _architecture(card: Path) -> str:
+    try:
+        return json.dumps(json.loads(card.read_text()).get("architecture"), sort_keys=True)
+    except (OSError, ValueError):
+        return "no card"
+
+
 def run_expression_proxy(args: argparse.Namespace) -> int:
     import torch
 
@@ -524,6 +555,7 @@ def run_expression_proxy(args: argparse.Namespace) -> int:
         "seed": args.proxy_seed,
         "classifier": "scikit-learn StandardScaler + LogisticRegression(C=0.5, balanced classes)",
         "weights": "; ".join(w for k in methods if (w := _weights_note(k, weights_dir))) or "none",
+        "unmask architecture": _architecture(weights_dir / "unmask.json"),
         "wall time": f"{time.perf_counter() - t0:.0f} s on {platform.processor() or platform.machine()}, "
         f"{torch.get_num_threads()} torch threads",
     }
