@@ -81,14 +81,10 @@ class MethodResults(dict):
 # --- models, loaded once per process and shared (read-only) -----------------------------------
 
 
-@cache
 def _method(key: str, untrained: bool):
     from model.methods import load_method
 
-    spec = METHODS[key]
-    if untrained and spec.trainable:
-        return spec.load(untrained=True)
-    return load_method(key)
+    return load_method(key, untrained)
 
 
 def get_method(key: str):

@@ -194,11 +194,7 @@ def _save_png(image: np.ndarray, path: Path) -> str:
 def _load_methods(keys: Sequence[str], untrained: bool) -> dict:
     from model.methods.registry import load_method
 
-    out = {}
-    for key in keys:
-        spec = METHODS[key]
-        out[key] = spec.load(untrained=True) if (untrained and spec.trainable) else load_method(key)
-    return out
+    return {key: load_method(key, untrained) for key in keys}
 
 
 def resolve_methods(text: str) -> list[str]:

@@ -7,8 +7,8 @@ nothing heavy: each spec names the factory that builds the method, imported only
 from __future__ import annotations
 
 import importlib
+import threading
 from dataclasses import dataclass
-from functools import cache
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -110,9 +110,20 @@ METHODS: dict[str, MethodSpec] = {
 }
 
 
-@cache
-def load_method(key: str):
-    """The built method for `key`, cached: read-only models are shared by every caller."""
+_LOADED: dict[tuple[str, bool], Method] = {}
+_LOADING = threading.Lock()
+
+
+def load_method(key: str, untrained: bool = False) -> Method:
+    """The built method for `key`, loaded once per process and shared by every caller (read-only
+    models; the one method cache). `untrained=True` gives seeded untrained networks for the
+    trainable methods (tests, timing). Raises KeyError for an unknown key, WeightsError (from
+    model.checkpoint) when shipped weights are missing or corrupt."""
     if key not in METHODS:
         raise KeyError(f"unknown method {key!r}; known: {', '.join(METHODS)}")
-    return METHODS[key].load()
+    spec = METHODS[key]
+    untrained = untrained and spec.trainable
+    with _LOADING:  # two first requests at once build it once
+        if (key, untrained) not in _LOADED:
+            _LOADED[key, untrained] = spec.load(untrained=True) if untrained else spec.load()
+    return _LOADED[key, untrained]
