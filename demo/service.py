@@ -237,10 +237,16 @@ def run(
         return View(visit, status=_error("Upload a photo (or pick an example) first."))
     prepared = pipeline.with_mask(prepared, apply_strokes(prepared.mask, editor))
     if not prepared.mask.any():
+        found_none = prepared.mask_source == "none" and pipeline.get_segmenter() is not None
         return View(
             Visit(prepared),
-            status=_error(
-                "The mask region is empty: paint it with the red brush, or add a synthetic mask."
+            status=(
+                "No face mask was found on this face, so there is nothing to remove: the photo "
+                "stays as it is. Paint a region with the red brush, or add a synthetic mask."
+                if found_none
+                else _error(
+                    "The mask region is empty: paint it with the red brush, or add a synthetic mask."
+                )
             ),
             editor=editor_value(prepared),
         )
@@ -436,6 +442,11 @@ def _mask_summary(prepared: pipeline.Prepared) -> str:
         )
     if prepared.mask_source == "given":
         return f"Ready: face aligned; the given mask covers {share}."
+    if prepared.mask_source == "none" and pipeline.get_segmenter() is not None:
+        return (
+            "No face mask was found on this face: the photo is left unchanged. Paint a region "
+            "with the brush, or add a synthetic mask to compare the methods against the real face."
+        )
     return "Ready: face aligned."
 
 

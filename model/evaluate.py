@@ -527,13 +527,14 @@ def _overlay(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def real_figure(path: Path, photos: Path, methods: dict, *, untrained: str | None) -> str:
-    """Real masked photos: align, segment the mask, run each method (no ground truth).
+    """Real masked photos: align, find the mask region as the pipeline does (segmenter + the final-
+    region rule; photos answered "no mask" are skipped), run each method (no ground truth).
 
     Returns a message saying what was drawn or why not.
     """
     from model.faces import FaceError, find_and_align
     from model.imageio import ImageError, load_image
-    from model.segmenter import load_segmenter
+    from model.segmenter import find_mask_region, load_segmenter
 
     files = sorted(p for p in photos.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     if not files:
@@ -558,7 +559,10 @@ def real_figure(path: Path, photos: Path, methods: dict, *, untrained: str | Non
         if aligned.n_other_faces:  # groups: the grid is about one face a photo
             continue
         face = aligned.image
-        mask = segmenter.predict(face)
+        region = find_mask_region(segmenter, face, aligned.landmarks, aligned.inside)
+        if not region.found:  # the pipeline leaves such a photo unchanged: nothing to compare
+            continue
+        mask = region.mask
         rows.append(
             [face, _overlay(face, mask), *(m.inpaint(face, mask) for m in methods.values())]
         )

@@ -146,3 +146,17 @@ def test_a_negative_seed_gets_a_message(visit):
     view = service.add_synthetic_mask(visit, "cloth", seed=-5)
     assert "seed must be a whole number from 0" in view.status
     assert view.visit is visit
+
+
+def test_a_bare_face_is_answered_no_mask_and_left_unchanged(astronaut, monkeypatch):
+    """With the shipped segmenter, the astronaut (no face mask) is 'no mask': the upload says so,
+    Run says there is nothing to remove, and no method repaints her mouth."""
+    monkeypatch.delenv(pipeline.UNTRAINED_ENV, raising=False)
+    if pipeline.get_segmenter() is None:
+        pytest.skip(f"no shipped segmenter: {pipeline.segmenter_problem()}")
+    view = service.prepare_upload(astronaut)
+    assert view.visit.prepared.mask_source == "none" and not view.visit.prepared.mask.any()
+    assert "No face mask was found" in view.status and "left unchanged" in view.status
+    ran = service.run(view.visit, None, None)
+    assert "nothing to remove" in ran.status and "⚠" not in ran.status
+    assert not ran.visit.results
