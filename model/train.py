@@ -112,7 +112,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     run_dir = args.run_dir or str(Path("runs") / f"{args.method}-{Path(args.preset).stem}")
     if args.export:
-        path = export_checkpoint(latest_checkpoint(Path(run_dir)))
+        path = export_checkpoint(latest_checkpoint(Path(run_dir)), note=args.note)
         print(f"exported {path}; ship it with `unmask promote --run {run_dir} --data DIR`")
         return 0
     if not args.data:
@@ -648,7 +648,7 @@ def export_task(
     return save_weights(cfg.method, net.state_dict(), card, export_dir(cfg))
 
 
-def export_checkpoint(path: Path, export_to: str | None = None) -> Path:
+def export_checkpoint(path: Path, export_to: str | None = None, note: str | None = None) -> Path:
     """Export the network of a training checkpoint (e.g. the best step of a long run) into its run
     folder's weights/ (or `export_to`); `unmask promote` ships it."""
     from model.checkpoint import save_weights
@@ -657,7 +657,14 @@ def export_checkpoint(path: Path, export_to: str | None = None) -> Path:
 
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     run_dir = str(Path(path).parent.parent)
-    cfg = TrainConfig(**{**ckpt["config"], "run_dir": run_dir, "export_dir": export_to or ""})
+    cfg = TrainConfig(
+        **{
+            **ckpt["config"],
+            "run_dir": run_dir,
+            "export_dir": export_to or "",
+            **({"note": note} if note else {}),
+        }
+    )
     name = TASKS[cfg.method].export_net
     net = from_architecture(ckpt["architectures"][name])
     net.load_state_dict(ckpt["nets"][name])

@@ -61,5 +61,5 @@ def build(
         )
     state, card = load_weights(spec.key, weights_dir)
     prior = from_architecture(card["architecture"])
-    prior.load_state_dict({k: v.float() for k, v in state.items()})
+    prior.load_state_dict(state)
     return EigenfaceMethod(spec, prior, dev, card)

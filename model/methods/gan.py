@@ -50,7 +50,7 @@ RECIPES: dict[str, GanRecipe] = {
         "unmask_generator",
         "image,mask",
         True,
-        {"adv": 0.5, "adv_local": 0.5, "hole_l1": 30.0, "ssim": 20.0, "perceptual": 10.0},
+        {"adv": 0.5, "adv_local": 0.5, "hole_l1": 20.0, "ssim": 20.0, "perceptual": 30.0},
         discriminators={
             "global": {"norm": "spectral"},
             "local": {"norm": "spectral", "n_layers": 2},

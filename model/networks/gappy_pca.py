@@ -44,9 +44,26 @@ class GappyPCA(nn.Module):
         self.register_buffer("variance", torch.ones(cfg.components))  # (K,) training variance
         self._fit_cache: tuple[int, torch.Tensor, torch.Tensor] | None = None
 
-    def _load_from_state_dict(self, *args, **kwargs):  # a new basis invalidates the fit-size copy
-        self._fit_cache = None
-        super()._load_from_state_dict(*args, **kwargs)
+    # The basis is stored as int8 with one scale per component (symmetric, max-abs): half the
+    # bytes of fp16, so a 128x128 x 160 basis is 7.5 MiB. Reconstructions change by well under a
+    # grey level (benchmarks/eigenface_tradeoff.py measures it).
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        comp = destination.pop(prefix + "components").detach().float()
+        # The scale is rounded to fp16 first: the fp16 export then stores it exactly.
+        scale = (comp.abs().amax(1, keepdim=True).clamp_min(1e-6) / 127).half().float()  # (K, 1)
+        destination[prefix + "components_q"] = (
+            (comp / scale).round().clamp(-127, 127).to(torch.int8)
+        )
+        destination[prefix + "components_scale"] = scale
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        self._fit_cache = None  # a new basis invalidates the fit-size copy
+        if prefix + "components_q" in state_dict:
+            q = state_dict.pop(prefix + "components_q")
+            scale = state_dict.pop(prefix + "components_scale")
+            state_dict[prefix + "components"] = q.float() * scale.float()
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _fit_basis(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean (P_f,) and components (K, P_f) area-downscaled to `fit_size` (cached: read-only)."""

@@ -107,11 +107,10 @@ def _cfg(key: str, run: Path, weights_dir: Path, **kw):
 
 
 def _half_rounded(net: torch.nn.Module) -> torch.nn.Module:
-    """The network with its weights rounded as the fp16 export rounds them."""
-    with torch.no_grad():
-        for t in list(net.parameters()) + list(net.buffers()):
-            if t.is_floating_point():
-                t.copy_(t.half().float())
+    """The network as the fp16 export stores it: its state dict (which may quantize a buffer)
+    with every floating tensor rounded to fp16, loaded back."""
+    state = net.state_dict()
+    net.load_state_dict({k: v.half() if v.is_floating_point() else v for k, v in state.items()})
     return net
 
 
