@@ -148,6 +148,7 @@ JS_LOAD = f"""
   return [stored, window.location.search, {JS_CLIENT}];
 }}
 """
+JS_QUERY = "(agree, query, state) => [agree, window.location.search, state]"
 JS_START = f"""
 (agree, code, age, gender, vision, client, state) =>
   [agree, code, age, gender, vision, {JS_CLIENT}, state]
@@ -384,14 +385,17 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
     events = {"concurrency_limit": None, "queue": False}
 
     # -- consent and registration ------------------------------------------------------------
-    def on_consent(agreed: bool, state: dict) -> dict:
+    def on_consent(agreed: bool, query: str, state: dict) -> dict:
         if not agreed:
             return {consent_msg: "Please tick the box to take part."}
-        if _ids(state) is None:
+        # The link's ids, read again here: a click faster than the page-load event still has them.
+        ids = _ids(state) or service.online.ids_from_query(query)
+        if ids is None:
             return {**show(register_page), consent_msg: ""}
         # A recruitment link's code: nothing to type (nor to see).
         return {
             **show(register_page),
+            sess: {**(state or {}), "ids": ids.__dict__},
             consent_msg: "",
             code_intro: f"## About you\n{LINK_CODE}",
             code: gr.update(visible=False),
@@ -399,8 +403,9 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
 
     consent_btn.click(
         on_consent,
-        [agree, sess],
-        [*pages, consent_msg, code_intro, code],
+        [agree, query_box, sess],
+        [*pages, sess, consent_msg, code_intro, code],
+        js=JS_QUERY,
         api_name="study_consent",
         **events,
     )
