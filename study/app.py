@@ -92,7 +92,8 @@ STAGE_CSS = (
     + "@media (max-width: 480px) {"
     "img.study-stim-img {width: min(256px, 100%) !important; height: auto !important;}"
     "#study-expression-row button, #study-quality-row button"
-    " {min-width: 0 !important; padding-left: 2px !important; padding-right: 2px !important;}"
+    " {min-width: 0 !important; padding-left: 2px !important; padding-right: 2px !important;"
+    " font-size: 0.8rem !important;}"
     "#study-expression-row .row, #study-quality-row .row {flex-wrap: wrap; gap: 6px;}"
     "}"
 )
