@@ -334,13 +334,18 @@ def _display_url(url: str) -> str:
 EXPORT_SQL = """
 SELECT p.code AS participant_id, t.trial_index, t.stimulus_id, s.image_id, s.method,
        s.expression AS expression_true, r.expression_chosen, r.quality, r.rt_ms,
-       t.is_practice, t.is_catch, r.answered_at
+       t.is_practice, t.is_catch, r.answered_at{online}
 FROM participants p
 JOIN trials t ON t.participant_id = p.id
 JOIN stimuli s ON s.id = t.stimulus_id
 JOIN responses r ON r.trial_id = t.id
 ORDER BY p.ordinal, t.trial_index
 """
+# The online study's columns (OPTIONAL_COLUMNS), on databases that have them.
+ONLINE_SQL = """,
+       p.screen_out_reason AS screened_out, p.viewport_width, p.viewport_height,
+       (SELECT COUNT(*) FROM browser_events e WHERE e.participant_id = p.id
+          AND e.trial_index = t.trial_index AND e.kind IN ('blur', 'hidden')) AS n_blur"""
 
 
 def _export_rows(engine) -> list[dict]:
@@ -353,8 +358,13 @@ def _export_rows(engine) -> list[dict]:
         return [dict(r) for r in StudyService(engine).export_rows()]
     import sqlalchemy as sa  # noqa: PLC0415
 
-    with engine.connect() as conn:
-        rows = [dict(r._mapping) for r in conn.execute(sa.text(EXPORT_SQL))]
+    try:
+        with engine.connect() as conn:
+            sql = EXPORT_SQL.format(online=ONLINE_SQL)
+            rows = [dict(r._mapping) for r in conn.execute(sa.text(sql))]
+    except sa.exc.SQLAlchemyError:  # a database from before the online study
+        with engine.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(sa.text(EXPORT_SQL.format(online="")))]
     for r in rows:  # `correct` is derived; validate() recomputes it from the two expressions anyway
         r["correct"] = int(r["expression_chosen"] == r["expression_true"])
         r["answered_at"] = _iso_utc(r["answered_at"])
