@@ -26,7 +26,7 @@ import numpy as np
 from model.config import EXPRESSIONS, MASKED, REAL, REPO_DIR, shared_data_dir
 
 N_FOLDS = 5
-DEFAULT_PER_EXPRESSION = 40  # held-out faces per expression that every method inpaints
+DEFAULT_PER_EXPRESSION = 50  # held-out faces per expression that every method inpaints
 CACHE = REPO_DIR / "runs" / "cache" / "expressions_aligned.npz"
 Z95 = 1.959963984540054
 # Landmark groups (dlib's 68-point scheme).
@@ -192,6 +192,7 @@ class ProxyResult:
     cross-validated predictions on every real face (the ceiling)."""
 
     truth: list[str]  # the evaluated faces' expressions
+    faces: list[dict]  # per evaluated face: image_id, performer, fold, mask_style, mask_seed
     predictions: dict[str, list[str]]  # condition -> prediction per evaluated face
     cv_truth: list[str]
     cv_pred: list[str]
@@ -245,6 +246,7 @@ def run_proxy(
     conditions = [MASKED, *methods, REAL]
     cv_pred = np.empty(len(faces), dtype=object)
     pred: dict[str, dict[int, str]] = {c: {} for c in conditions}
+    about: dict[int, dict] = {}
     t0 = time.perf_counter()
     for k, test in enumerate(folds):
         train = np.setdiff1d(np.arange(len(faces)), test)
@@ -264,6 +266,14 @@ def run_proxy(
             )
             for i in held
         }
+        for i in held:
+            about[i] = {
+                "image_id": faces[i].image_id,
+                "performer": faces[i].performer,
+                "fold": k + 1,
+                "mask_style": masked[i].style,
+                "mask_seed": masked[i].seed,
+            }
         outputs: dict[str, dict[int, np.ndarray]] = {MASKED: {i: masked[i].image for i in held}}
         for key, method in methods.items():
             outputs[key] = {}
@@ -296,6 +306,7 @@ def run_proxy(
     order = sorted(evaluated)
     return ProxyResult(
         truth=[faces[i].expression for i in order],
+        faces=[about[i] for i in order],
         predictions={c: [pred[c][i] for i in order] for c in conditions},
         cv_truth=list(labels),
         cv_pred=list(cv_pred),
@@ -367,6 +378,22 @@ def write_outputs(r: ProxyResult, out: Path, figures: Path) -> list[Path]:
         w = csv.DictWriter(fh, fieldnames=CSV_COLUMNS, lineterminator="\n")
         w.writeheader()
         w.writerows(rows)
+    per_face = out / "expression_proxy_per_face.csv"
+    with per_face.open("w", newline="") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(
+            [
+                "image_id",
+                "performer",
+                "fold",
+                "mask_style",
+                "mask_seed",
+                "expression",
+                *(f"pred_{c}" for c in r.conditions),
+            ]
+        )
+        for j, (about, truth) in enumerate(zip(r.faces, r.truth, strict=True)):
+            w.writerow([*about.values(), truth, *(r.predictions[c][j] for c in r.conditions)])
     at = {(x["method"], x["expression"]): x for x in rows}
     label = {MASKED: "Masked input (floor)", REAL: "Real (unmasked)"}
     label.update({k: s.label for k, s in METHODS.items()})
@@ -424,6 +451,19 @@ def write_outputs(r: ProxyResult, out: Path, figures: Path) -> list[Path]:
             + " | ".join(_top_mistake(r.truth, r.predictions[c], e) for e in EXPRESSIONS)
             + " |"
         )
+    lines += [
+        "",
+        "Answer bias (the answer given most often over all held-out faces of a condition; each "
+        f"expression is {100 / len(EXPRESSIONS):.0f}% of them): a high accuracy for the "
+        "expression a condition over-predicts says little.",
+        "",
+        "| condition | most common answer | share of all answers |",
+        "| --- | --- | ---: |",
+    ]
+    for c in r.conditions:
+        answers = list(r.predictions[c])
+        top = max(set(answers), key=answers.count)
+        lines.append(f"| `{c}` | {top} | {100 * answers.count(top) / len(answers):.0f}% |")
     lines += ["", "## Run", ""]
     lines += [f"- {k}: {v}" for k, v in ctx.items() if k not in ("classifier",)]
     if r.notes:
@@ -431,7 +471,7 @@ def write_outputs(r: ProxyResult, out: Path, figures: Path) -> list[Path]:
     md_path = out / "expression_proxy.md"
     md_path.write_text("\n".join(lines) + "\n")
     fig_path = write_figure(r, rows, figures / "expression_proxy.png", label)
-    return [csv_path, md_path, fig_path]
+    return [csv_path, per_face, md_path, fig_path]
 
 
 def write_figure(r: ProxyResult, rows: list[dict], path: Path, label: dict) -> Path:

@@ -73,6 +73,10 @@ def test_tables_and_figure(tmp_path):
     truth = [e for e in EXPRESSIONS for _ in range(4)]
     r = ProxyResult(
         truth=truth,
+        faces=[
+            {"image_id": f"f{i}", "performer": "01", "fold": 1, "mask_style": "n95", "mask_seed": i}
+            for i in range(20)
+        ],
         predictions={MASKED: ["neutral"] * 20, "telea": truth[:10] + ["sad"] * 10, REAL: truth},
         cv_truth=truth * 2,
         cv_pred=truth + ["happy"] * 20,
@@ -91,6 +95,9 @@ def test_tables_and_figure(tmp_path):
     assert {x["kind"] for x in rows} == {"ceiling", "masked", "method", "real"}
     md = (tmp_path / "m" / "expression_proxy.md").read_text()
     assert "a proxy, not people" in md and "Ceiling" in md
+    assert "| `masked` | neutral | 100% |" in md  # the answer bias
+    per_face = list(csv.DictReader((tmp_path / "m" / "expression_proxy_per_face.csv").open()))
+    assert len(per_face) == 20 and per_face[0]["pred_telea"] == per_face[0]["expression"]
     assert files[-1].stat().st_size > 10_000
 
 
