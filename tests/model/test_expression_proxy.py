@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import shared_or_skip
 
 from model.cli import main
 from model.config import EXPRESSIONS, MASKED, REAL
@@ -26,6 +25,7 @@ from model.expression_proxy import (
     wilson,
     write_outputs,
 )
+from tests.conftest import shared_or_skip
 
 
 def test_features_ignore_position_size_and_roll():
