@@ -353,7 +353,7 @@ def run(args: argparse.Namespace) -> int:
     machine = read_proxy(args.proxy or PROXY_CSV)
     if machine is not None:
         agree = agreement(r["t5_long"], machine)
-        print("\n" + agree.summary())
+        print("\n" + ("(SIMULATED people) " if data.simulated else "") + agree.summary())
         agree.cells.to_csv(out / out_name("machine_agreement", "csv", data.simulated), index=False)
     print(
         f"\nwrote {len(files)} file(s) to {out}" + (" (SIMULATED DATA)" if data.simulated else "")
