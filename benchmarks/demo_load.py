@@ -215,7 +215,8 @@ def visitor(
                 continue
             t0 = time.perf_counter()
             status, _editor, gallery, *_ = client.predict(None, keys, None, api_name="/run")
-            if "mask region is empty" in status:  # the segmenter saw no mask: add one, rerun
+            # The segmenter saw no mask ("nothing to remove"), or an empty region: add one, rerun.
+            if "nothing to remove" in status or "mask region is empty" in status:
                 with tally.lock:
                     tally.no_mask += 1
                 client.predict("surgical", 0, api_name="/add_synthetic_mask")

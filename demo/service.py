@@ -444,8 +444,9 @@ def _mask_summary(prepared: pipeline.Prepared) -> str:
         return f"Ready: face aligned; the given mask covers {share}."
     if prepared.mask_source == "none" and pipeline.get_segmenter() is not None:
         return (
-            "No face mask was found on this face: the photo is left unchanged. Paint a region "
-            "with the brush, or add a synthetic mask to compare the methods against the real face."
+            "Ready: face aligned. No face mask was found on this face: the photo is left "
+            "unchanged. Paint a region with the brush, or add a synthetic mask to compare the "
+            "methods against the real face."
         )
     return "Ready: face aligned."
 

@@ -52,8 +52,9 @@ def test_upload_run_and_compare(browser, demo_server, masked_astronaut_png, tmp_
         page.wait_for_function(
             "() => document.querySelector('#results').innerText.includes('·')"
             " || document.querySelector('#status').innerText.includes('empty')"
+            " || document.querySelector('#status').innerText.includes('nothing to remove')"
         )
-        if "empty" in status.inner_text():
+        if "empty" in status.inner_text() or "nothing to remove" in status.inner_text():
             page.get_by_text("No mask on the face? Add a synthetic one").click()
             page.locator("#add-mask").click()
             page.wait_for_function(
