@@ -40,8 +40,9 @@ def check_inputs(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
 def keep_known(result: torch.Tensor, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     """m * result + (1 - m) * images for tensors (B, C, H, W) and masks (B, 1, H, W) in {0, 1}:
     the known pixels bit for bit (m is exactly 0 or 1)."""
-    m = (masks > 0.5).to(result.dtype)
-    return m * result + (1 - m) * images.to(result.dtype)
+    dtype = torch.promote_types(result.dtype, images.dtype)  # bf16 output + fp32 input -> fp32
+    m = (masks > 0.5).to(dtype)
+    return m * result.to(dtype) + (1 - m) * images.to(dtype)
 
 
 def to_tensor(image: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
