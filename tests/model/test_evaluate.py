@@ -206,10 +206,10 @@ def test_eval_segmenter_on_a_built_split(tiny_dataset, tmp_path):
     argv += ["--out", str(out), "--figures", str(figs), "--real-photos", str(photos)]
     assert unmask(argv) == 0
     report = json.loads((out / "segmenter.json").read_text())
-    assert report["n"] == len(load_split(data, split).ids) > 0
+    assert report["synthetic"]["n"] == len(load_split(data, split).ids) > 0
     # The shipped segmenter (val IoU 0.97 on UTKFace) finds the procedural masks on the astronaut.
-    assert report["iou_mean"] > 0.8
-    assert report["real_photos_shown"] == 1 and (figs / "segmenter_real.png").is_file()
+    assert report["synthetic"]["iou_mean"] > 0.8
+    assert report["real"]["shown"] == 1 and (figs / "segmenter_real.png").is_file()
     assert "mean IoU" in (out / "segmenter.md").read_text()
 
 
