@@ -215,6 +215,10 @@ def test_rater_flow_in_chromium(tmp_path, page):
                 other = page.context.new_page()
                 other.goto(server.url)
                 visible(other, img)
+                other.wait_for_function(
+                    f"() => window.__studyShown && window.__studyShown.trial === '{index}'"
+                )
+                other.wait_for_timeout(250)  # this tab's rater looks at the face too
                 other.click("#study-expr-sad")
                 visible(other, "#study-quality-row")
                 other.click("#study-quality-2")
