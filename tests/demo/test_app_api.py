@@ -93,3 +93,37 @@ def test_two_visitors_at_once_keep_their_own_state(demo_server, masked_astronaut
         assert len(captions) == 4 and captions[:2] == ["Input", "Ground truth"], (style, status)
         inputs[style] = np.asarray(Image.open(gallery[0]["image"]))
     assert (inputs["cloth"] != inputs["n95"]).any()  # each visitor saw their own masked face
+
+
+def test_the_astronaut_without_a_mask_is_left_alone(tmp_path, monkeypatch):
+    """The demo's own "astronaut, no mask" example, over the API of an app running the shipped
+    segmenter (the shared server runs untrained networks): the upload says no face mask was found
+    and offers the synthetic mask; Run says there is nothing to remove and repaints nothing."""
+    from gradio_client import Client, handle_file
+    from support import free_port
+
+    from demo import service
+    from demo.app import build_app
+    from model import pipeline
+
+    monkeypatch.delenv(pipeline.UNTRAINED_ENV, raising=False)
+    if pipeline.get_segmenter() is None:
+        pytest.skip(f"no shipped segmenter: {pipeline.segmenter_problem()}")
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'study.sqlite'}")  # the study tab
+    monkeypatch.setenv("UNMASK_STUDY_TOKEN", "test-token")
+    caption, example = service.examples()[-1]
+    assert caption == "astronaut, no mask"
+    app = build_app()
+    app.launch(
+        server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True
+    )
+    try:
+        client = Client(app.local_url, verbose=False, download_files=str(tmp_path))
+        status = client.predict(handle_file(example), api_name="/prepare")[0]
+        assert "No face mask was found" in status and "left unchanged" in status, status
+        assert "synthetic mask" in status
+        status, _editor, gallery, *_ = client.predict(None, list(METHODS), None, api_name="/run")
+        assert "nothing to remove" in status and "⚠" not in status, status
+        assert not gallery
+    finally:
+        app.close()
