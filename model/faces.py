@@ -88,6 +88,14 @@ class AlignedFace:
         """(256, 256) bool: the aligned pixels that lie in the photo (the rest is OUTSIDE_FILL)."""
         return inside_photo(self.matrix, self.source_shape, self.image.shape[0])
 
+    def fill_outside(self, image: np.ndarray) -> np.ndarray:
+        """A copy of an aligned picture of this face (a method's output) with the pixels outside
+        the photo set back to OUTSIDE_FILL: a hole that runs past the photo's edge is painted
+        there too, and what was never in the photo must look the same in every picture."""
+        out = np.array(image, copy=True)
+        out[~self.inside] = OUTSIDE_FILL
+        return out
+
 
 # --- dlib models ------------------------------------------------------------------------------
 
@@ -217,6 +225,8 @@ def _detect_centerface(image: np.ndarray, threshold: float) -> list[FaceDetectio
         if down[1] <= abs(down[0]):
             continue
         m = _similarity(pts.astype(np.float64), FIVE_POINT_TEMPLATE * IMAGE_SIZE)
+        # Only dlib's landmark fit sees this crop (never shown or stored: the face is aligned
+        # again by `align_face`, with the flat fill); edge pixels keep the fit's jaw on the photo.
         face = cv2.warpAffine(image, m, (IMAGE_SIZE, IMAGE_SIZE), borderMode=cv2.BORDER_REPLICATE)
         aligned_box = tuple(int(round(v * IMAGE_SIZE)) for v in ALIGNED_BOX)
         lm = transform_points(_predict_landmarks(face, aligned_box), invert_matrix(m))
@@ -532,6 +542,7 @@ def paste_back(
     m[:, 2] += m[:, :2] @ np.array([x0, y0], dtype=np.float64)  # ROI pixel -> aligned
     roi = (int(x1 - x0), int(y1 - y0))
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    # Replicate only past the aligned square's own edge, where alpha is 0: no smear is pasted.
     back = cv2.warpAffine(result, m, roi, flags=flags, borderMode=cv2.BORDER_REPLICATE)
     a = cv2.warpAffine(alpha, m, roi, flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     out = photo.copy()

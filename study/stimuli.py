@@ -289,7 +289,7 @@ def build_stimuli(
                     store(face, REAL, role, aligned.image, None)
                 else:
                     out = built[method].inpaint(masked.image, masked.seg)
-                    store(face, method, role, out, masked)
+                    store(face, method, role, aligned.fill_outside(out), masked)
             got += 1
             log(f"{role} {face.image_id} ({face.expression}) done")
         if got < n:

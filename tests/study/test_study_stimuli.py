@@ -7,6 +7,7 @@ import hashlib
 from collections import Counter
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -124,6 +125,27 @@ def test_build_with_telea(tmp_path, astronaut):
     assert info.n_trials == 1 + 10 + 1
     view = service.next_trial(info.token)
     assert view.image_png == (out / practice.file).read_bytes()
+
+
+def test_no_stimulus_shows_pixels_from_outside_the_photo(tmp_path, astronaut):
+    """Photos cut through the mouth (the aligned square and the mask run past their bottom edge):
+    there every stimulus, real and inpainted alike, is the flat fill, never a smeared band of
+    edge pixels nor a method's paint (which would tell the inpainted faces from the real ones)."""
+    from model.faces import OUTSIDE_FILL, find_and_align
+
+    cut = np.ascontiguousarray(astronaut[30:175, 140:285])  # 145², cut through mouth and chin
+    faces = _faces_dir(tmp_path / "faces", cut)
+    out = tmp_path / "stimuli"
+    rows = build_stimuli(faces, out, methods=["telea"], per_expression=2, n_practice=1,
+                         n_catch=1, seed=5, log=lambda *_: None)  # fmt: skip
+    outside = {}
+    for r in rows:
+        if r.image_id not in outside:
+            inside = find_and_align(np.asarray(Image.open(faces / f"{r.image_id}.png"))).inside
+            outside[r.image_id] = ~cv2.dilate(inside.astype(np.uint8), np.ones((3, 3))).astype(bool)
+        image = np.asarray(Image.open(out / r.file))
+        assert 0.1 < outside[r.image_id].mean() < 0.5, r.image_id  # the cut is in the picture
+        assert (image[outside[r.image_id]] == OUTSIDE_FILL).all(), (r.method, r.image_id)
 
 
 @pytest.mark.data
