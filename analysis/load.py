@@ -15,6 +15,7 @@ import pandas as pd
 
 from model.config import EXPRESSIONS, MASKED, REAL, REPO_DIR
 from model.methods.registry import METHODS
+from study.design import QUALITY
 
 # The DESIGN.md long-format export: column -> kind ("str", "int", "float", "flag").
 COLUMNS: dict[str, str] = {
@@ -49,7 +50,6 @@ KNOWN_EXTRA = (
     "screen_height",
     "device_pixel_ratio",
 )
-QUALITY_RANGE = (1, 7)
 # Fallback when study/ does not say where its database lives (it is ignored by git: *.sqlite).
 FALLBACK_DB_PATH = REPO_DIR / "study_data" / "study.sqlite"
 
@@ -188,7 +188,7 @@ def validate(raw: pd.DataFrame, source: str) -> StudyData:
         )
     t["correct"] = recomputed.astype(int)
 
-    lo, hi = QUALITY_RANGE
+    lo, hi = QUALITY.lowest, QUALITY.highest
     q = t["quality"]
     bad_q = q.notna() & ((q < lo) | (q > hi) | (q != np.round(q)))
     if bad_q.any():

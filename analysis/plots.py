@@ -15,6 +15,7 @@ import pandas as pd  # noqa: E402
 
 from analysis.stats import participant_duration  # noqa: E402
 from analysis.tables import label, out_name  # noqa: E402
+from study.design import QUALITY  # noqa: E402
 
 SIM_TAG = "  [SIMULATED DATA]"
 
@@ -22,18 +23,19 @@ SIM_TAG = "  [SIMULATED DATA]"
 def quality_distribution(
     main: pd.DataFrame, methods: list[str], path: Path, simulated: bool
 ) -> Path:
-    """Stacked shares of each rating 1..7 per method, with the mean rating marked."""
+    """Stacked shares of each level of the quality scale per method, with the mean rating marked."""
     fig, ax = plt.subplots(figsize=(8, 0.55 * len(methods) + 1.6))
-    colours = plt.get_cmap("RdYlGn")(np.linspace(0.05, 0.95, 7))
+    levels = QUALITY.levels
+    colours = plt.get_cmap("RdYlGn")(np.linspace(0.05, 0.95, len(levels)))
     ys = np.arange(len(methods))[::-1]
     for y, m in zip(ys, methods, strict=True):
         q = main.loc[main["method"] == m, "quality"].dropna().astype(int)
         if q.empty:
             ax.text(0.5, y, "no ratings", ha="center", va="center", fontsize=9)
             continue
-        share = np.bincount(q, minlength=8)[1:8] / len(q)
+        share = np.array([(q == level).sum() for level in levels]) / len(q)
         left = 0.0
-        for level, (s, c) in enumerate(zip(share, colours, strict=True), start=1):
+        for level, s, c in zip(levels, share, colours, strict=True):
             ax.barh(
                 y,
                 s,
@@ -44,13 +46,13 @@ def quality_distribution(
                 label=str(level) if y == ys[0] else None,
             )
             left += s
-        ax.plot((q.mean() - 1) / 6, y, "kD", ms=5)
+        ax.plot((q.mean() - levels[0]) / (levels[-1] - levels[0]), y, "kD", ms=5)
     ax.set_yticks(ys, [label(m) for m in methods])
     ax.set_xlim(0, 1)
-    ax.set_xlabel("share of ratings (◆ = mean rating, placed on the 1–7 scale)")
+    ax.set_xlabel(f"share of ratings (◆ = mean rating, placed on the {QUALITY.span} scale)")
     ax.legend(
         title="quality",
-        ncol=7,
+        ncol=len(levels),
         loc="lower center",
         bbox_to_anchor=(0.5, 1.0),
         fontsize=8,

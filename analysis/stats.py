@@ -17,8 +17,9 @@ import pandas as pd
 from scipy import stats
 
 from model.config import EXPRESSIONS, REAL
+from study.design import QUALITY
 
-QUALITY_LEVELS = np.arange(1, 8)  # the 7-point scale
+QUALITY_LEVELS = np.array(QUALITY.levels)  # the study's rating scale, lowest to highest
 MIN_GROUP = 2  # no test is run on fewer values than this in a group (or pairs, for paired tests)
 # A method enters the repeated-measures (omnibus) tests only with data from at least this share
 # of the participants: otherwise complete cases would drop most participants for its sake.
@@ -481,11 +482,13 @@ def friedman_quality(main: pd.DataFrame, methods: list[str]) -> TestResult:
 
 
 def _hist(values: pd.Series) -> np.ndarray:
-    return np.bincount(values.astype(int), minlength=8)[1:8].astype(float)
+    """Counts of each level of the quality scale, lowest first."""
+    counts = np.bincount(values.astype(int), minlength=QUALITY.highest + 1)
+    return counts[QUALITY.lowest : QUALITY.highest + 1].astype(float)
 
 
 def _rank_biserial_from_hist(ha: np.ndarray, hb: np.ndarray) -> np.ndarray:
-    """P(A > B) - P(A < B) from rating histograms (..., 7): the rank-biserial r of Mann-Whitney U."""
+    """P(A > B) - P(A < B) from rating histograms (..., levels): the rank-biserial r of Mann-Whitney U."""
     na, nb = ha.sum(-1), hb.sum(-1)
     cum_b = np.cumsum(hb, -1) - hb  # ratings of B strictly below each level
     greater = (ha * cum_b).sum(-1)
@@ -508,8 +511,8 @@ def quality_effect_sizes(
     """
     q = main.dropna(subset=["quality"])
     pids = sorted(q["participant_id"].unique())
-    # (participants, methods, 7) rating counts; bootstrap = multinomial participant weights.
-    h = np.zeros((len(pids), len(methods), 7))
+    # (participants, methods, levels) rating counts; bootstrap = multinomial participant weights.
+    h = np.zeros((len(pids), len(methods), len(QUALITY_LEVELS)))
     pi = {p: i for i, p in enumerate(pids)}
     mi = {m: i for i, m in enumerate(methods)}
     for (p, m), s in q.groupby(["participant_id", "method"])["quality"]:
@@ -517,7 +520,7 @@ def quality_effect_sizes(
             h[pi[p], mi[m]] = _hist(s)
     rng = np.random.default_rng(seed)
     w = rng.multinomial(len(pids), np.full(len(pids), 1 / len(pids)), size=n_boot) if pids else None
-    boot = np.einsum("bp,pmv->bmv", w, h) if pids else None  # (B, methods, 7)
+    boot = np.einsum("bp,pmv->bmv", w, h) if pids else None  # (B, methods, levels)
     rows = []
     for a, b in itertools.combinations(methods, 2):
         ia, ib = mi[a], mi[b]

@@ -33,6 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from model.config import EXPRESSIONS, set_offline_env  # noqa: E402
+from study.design import QUALITY  # noqa: E402
 from study.http_client import StudyClient  # noqa: E402
 
 
@@ -125,7 +126,10 @@ def rater(url: str, code: str, args, barrier, answer_ms, rate_ms, sent, errors) 
         clicks = 0
         while not (screen := client.past_break(screen)).done:
             index = screen.trial_index
-            expression, quality = rng.choice(EXPRESSIONS), rng.randint(1, 7)
+            expression, quality = (
+                rng.choice(EXPRESSIONS),
+                rng.randint(QUALITY.lowest, QUALITY.highest),
+            )
             rt = rng.uniform(400, 2500)
             if args.think_ms:  # looking at the face before the click
                 time.sleep(args.think_ms / 1000 * rng.uniform(0.5, 1.5))

@@ -1,7 +1,7 @@
 """The rater's Gradio app: consent, code, instructions, practice, timed trials, thank-you; admin behind a token.
 
-Layout and event wiring only: every handler is a few lines around study/service.py. Response
-times are measured in the browser (performance.now() from the frame that paints the image to the
+Layout and event wiring only: the service decides which Screen follows each event
+(StudyService.*_screen) and the handlers here lay that Screen out. Response times are measured in the browser (performance.now() from the frame that paints the image to the
 expression click) and sent with the click. Images travel as data URIs with no name, id or method.
 """
 
@@ -19,15 +19,15 @@ from pathlib import Path
 import gradio as gr
 
 from model.config import EXPRESSIONS, set_offline_env
+from study.design import QUALITY
 from study.service import (
     AGE_BANDS,
     GENDERS,
-    QUALITY_SCALE,
-    SCREEN_OUT_MESSAGES,
     VISION,
     ClientInfo,
     RecruitmentIds,
-    ScreenOut,
+    Screen,
+    Stage,
     StudyError,
     StudyService,
     TrialView,
@@ -47,12 +47,14 @@ a time; for each, choose the expression you see and rate the picture's quality.
   give them, your age band, gender and whether you wear glasses or lenses.
 - Results are reported only in aggregate, and used for research only.
 """
-INSTRUCTIONS = """
+_Q = QUALITY
+INSTRUCTIONS = f"""
 ## Instructions
 A face appears in the middle of the screen. **Click the expression you see** (neutral, happy,
 angry, sad or surprise) as quickly as you can while staying accurate: your response time is
-measured. Then **rate the picture's quality** from 1 (worst) to 7 (best): does it look like a
-natural, undamaged photograph? Some pictures were retouched by computer programs.
+measured. Then **rate the picture's quality** from {_Q.lowest} ({_Q.lowest_word}) to \
+{_Q.highest} ({_Q.highest_word}): does it look like a natural, undamaged photograph? Some
+pictures were retouched by computer programs.
 
 You start with a few practice pictures that do not count.
 """
@@ -67,15 +69,15 @@ Your answers have been saved. You may close this page.
 """
 PROGRESS_HEADERS = ["code", "list", "answered", "rated", "trials", "started", "last answer", "done"]
 LIST_HEADERS = ["list", "participants", "completed"]
-# The trial page's blocks and the stage of the trial (set by the status line) that shows each:
+# The trial page's blocks and the stage of the Screen (on the status line) that shows each:
 # page changes during trials are CSS on one small value, never component updates (below).
 STAGE_BLOCKS = {
-    "expression": "study-expression-row",
-    "quality": "study-quality-row",
-    "break": "study-page-break",
-    "stale": "study-resync-row",
-    "done": "study-page-done",
-    "screenout": "study-page-screenout",
+    Stage.EXPRESSION: "study-expression-row",
+    Stage.QUALITY: "study-quality-row",
+    Stage.BREAK: "study-page-break",
+    Stage.STALE: "study-resync-row",
+    Stage.DONE: "study-page-done",
+    Stage.SCREENOUT: "study-page-screenout",
 }
 STAGE_CSS = (
     "".join(
@@ -86,7 +88,7 @@ STAGE_CSS = (
     + "".join(
         f'#study-page-trial:has([data-study-stage="{stage}"]) #study-stimulus'
         " {display: none !important;}"
-        for stage in ("stale", "screenout")
+        for stage in (Stage.STALE, Stage.SCREENOUT)
     )
     # A phone (390 px wide) shows the whole picture and every button without sideways scrolling.
     + "@media (max-width: 480px) {"
@@ -98,7 +100,6 @@ STAGE_CSS = (
     "}"
 )
 LINK_CODE = "The study link already carries your participant code: nothing to type here."
-STALE = "This picture was already answered (in another window?): continue with the current one."
 
 # Runs once when the image component mounts, and again after each new value is rendered: the
 # frame in which the new image is painted is taken as the time it was shown.
@@ -197,49 +198,71 @@ def _image_html(view: TrialView) -> str:
     )
 
 
-def _status_html(text: str, stage: str = "", msg: str = "", extra: str = "") -> str:
-    """Progress line + the trial's stage, which STAGE_CSS turns into the block shown."""
-    message = f'<p class="study-message"><strong>{html.escape(msg)}</strong></p>' if msg else ""
-    return (
-        f'<div class="study-status" data-study-stage="{stage}"><p><strong>{html.escape(text)}'
-        f"</strong></p>{message}{extra}</div>"
+def _trial_index(screen: Screen) -> int | None:
+    """The trial the page holds: the picture's (or, at the break, the next one's); -1 on an end
+    page; None (unchanged) on a refusal or a stale click."""
+    if screen.trial is not None:
+        return screen.trial.trial_index
+    return -1 if screen.stage in (Stage.DONE, Stage.SCREENOUT) else None
+
+
+def _status_html(screen: Screen, redirect_delay_ms: int) -> str:
+    """The trial page's status line. Its container's data attributes carry the Screen (stage,
+    trial, progress, message, end code and link): STAGE_CSS shows the stage's block, the page's
+    scripts follow the end link, the test client (study/http_client.py) reads them."""
+    data = {
+        "trial": _trial_index(screen),
+        "progress": screen.progress,
+        "message": screen.message,
+        "end-code": screen.end_code,
+    }
+    if screen.end_url:
+        data |= {"redirect": screen.end_url, "delay": redirect_delay_ms}
+    attrs = f' data-study-stage="{screen.stage or ""}"'  # "": a refused request
+    attrs += "".join(
+        f' data-study-{k}="{html.escape(str(v))}"' for k, v in data.items() if v not in (None, "")
     )
+    parts = []
+    if screen.progress:
+        parts.append(f"<p><strong>{html.escape(screen.progress)}</strong></p>")
+    end = screen.stage in (Stage.DONE, Stage.SCREENOUT)
+    if screen.message and not end:
+        parts.append(f'<p class="study-message"><strong>{html.escape(screen.message)}</strong></p>')
+    if end:
+        parts.append(_end_html(screen))
+    return f'<div class="study-status"{attrs}>{"".join(parts)}</div>'
 
 
-def _end_html(service: StudyService, kind: str, ids: RecruitmentIds | None, text: str = "") -> str:
-    """The end of a session (kind "complete" or "screenout"): its words, the platform's code,
-    and the link back (followed by itself after a short delay)."""
-    code, url = service.online.end_link(kind, ids)
-    parts = [f'<p class="study-end-text">{html.escape(text)}</p>'] if text else []
-    if code:
+def _end_html(screen: Screen) -> str:
+    """An end page's words, the platform's code, and the link back (followed by the page's
+    script after a short delay)."""
+    parts = (
+        [f'<p class="study-end-text">{html.escape(screen.message)}</p>'] if screen.message else []
+    )
+    if screen.end_code:
+        kind = "completion" if screen.stage is Stage.DONE else "screen-out"
         parts.append(
-            f"<p>Your {'completion' if kind == 'complete' else 'screen-out'} code: "
-            f'<code class="study-end-code">{html.escape(code)}</code></p>'
+            f'<p>Your {kind} code: <code class="study-end-code">{html.escape(screen.end_code)}</code></p>'
         )
-    if url:
-        delay = service.online.redirect_delay_ms
+    if screen.end_url:
         parts.append(
-            f'<p><a class="study-end-link" href="{html.escape(url)}" data-study-redirect='
-            f'"{html.escape(url)}" data-study-delay="{delay}">Return to the study platform</a>'
-            " (you will be taken there in a few seconds).</p>"
+            f'<p><a class="study-end-link" href="{html.escape(screen.end_url)}">Return to the study'
+            " platform</a> (you will be taken there in a few seconds).</p>"
         )
+    kind = "complete" if screen.stage is Stage.DONE else "screenout"
     return f'<div class="study-end study-end-{kind}">{"".join(parts)}</div>'
 
 
-def _ids(state: dict) -> RecruitmentIds | None:
+def _ids(state: dict | None) -> RecruitmentIds | None:
     ids = (state or {}).get("ids")
     return RecruitmentIds(**ids) if ids else None
 
 
-def _progress(view: TrialView) -> str:
-    return f"{'Practice' if view.is_practice else 'Picture'} {view.position} of {view.block_size}"
-
-
 def _admin_html(text: str, *, refused: bool = False) -> str:
-    """The experimenter panel's message line; a refusal carries the class the trial page's
-    problems carry (study-message), which is how StudyClient tells a refusal from a result."""
-    css = ' class="study-message"' if refused else ""
-    return f"<p{css}><strong>{html.escape(text)}</strong></p>"
+    """The experimenter panel's message line; a refusal carries the data attribute the trial
+    page's refusals carry (data-study-message), which is how StudyClient tells it from a result."""
+    attrs = f' class="study-message" data-study-message="{html.escape(text)}"' if refused else ""
+    return f"<p{attrs}><strong>{html.escape(text)}</strong></p>"
 
 
 def _code_html(code: str, source: str | None = None) -> str:
@@ -248,15 +271,19 @@ def _code_html(code: str, source: str | None = None) -> str:
     return f'<p>Your participant code: <code class="study-code">{html.escape(code)}</code></p>'
 
 
-def _state(info) -> dict:
-    """The tab's gr.State for a session (token, code, practice count, link ids)."""
-    ids = info.ids.__dict__ if info.ids else None
-    return {"token": info.token, "code": info.code, "n_practice": info.n_practice, "ids": ids}
+def _state(screen: Screen, state: dict | None = None) -> dict:
+    """The tab's gr.State: the session's token and code, and the link's ids."""
+    state = dict(state or {})
+    if screen.session is not None:
+        state |= {"token": screen.session.token, "code": screen.session.code}
+    if screen.ids is not None:
+        state["ids"] = screen.ids.__dict__
+    return state
 
 
 def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
     """Lay out the rater flow and the admin panel in the current Blocks context, and wire it."""
-    sess = gr.State({})  # {"token", "code", "n_practice"}: this browser tab's participant
+    sess = gr.State({})  # {"token", "code", "ids"}: this browser tab's participant
     saved = gr.BrowserState(
         {}, storage_key=STORAGE_KEY, secret=service.secret_setting("browser_state_secret")
     )
@@ -300,29 +327,31 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
         gr.HTML(f"<style>{STAGE_CSS}</style>", elem_id="study-stage-css", padding=False)
         status = gr.HTML("", elem_id="study-progress", js_on_load=JS_REDIRECT)
         stim_html = gr.HTML("", js_on_load=JS_STAMP_SHOWN, elem_id="study-stimulus")
-        with gr.Column(elem_id=STAGE_BLOCKS["expression"]):
+        with gr.Column(elem_id=STAGE_BLOCKS[Stage.EXPRESSION]):
             gr.Markdown("Which expression do you see?")
             with gr.Row():
                 expression_btns = {
                     e: gr.Button(e.capitalize(), elem_id=f"study-expr-{e}") for e in EXPRESSIONS
                 }
-        with gr.Column(elem_id=STAGE_BLOCKS["quality"]):
-            lo, hi = QUALITY_SCALE
-            gr.Markdown(f"How good is the picture's quality? {lo} = worst, {hi} = best.")
+        with gr.Column(elem_id=STAGE_BLOCKS[Stage.QUALITY]):
+            gr.Markdown(
+                f"How good is the picture's quality? {QUALITY.lowest} = {QUALITY.lowest_word}, "
+                f"{QUALITY.highest} = {QUALITY.highest_word}."
+            )
             with gr.Row():
                 quality_btns = {
                     # One row of seven on a laptop screen (Gradio's default min width wraps 4 + 3).
                     q: gr.Button(str(q), elem_id=f"study-quality-{q}", min_width=48)
-                    for q in range(lo, hi + 1)
+                    for q in QUALITY.levels
                 }
-        with gr.Column(elem_id=STAGE_BLOCKS["break"]):
+        with gr.Column(elem_id=STAGE_BLOCKS[Stage.BREAK]):
             gr.Markdown(BREAK)
             continue_btn = gr.Button("Start", variant="primary", elem_id="study-continue")
-        with gr.Column(elem_id=STAGE_BLOCKS["stale"]):
+        with gr.Column(elem_id=STAGE_BLOCKS[Stage.STALE]):
             resync_btn = gr.Button("Continue", variant="primary", elem_id="study-resync")
-        with gr.Column(elem_id=STAGE_BLOCKS["done"]):
+        with gr.Column(elem_id=STAGE_BLOCKS[Stage.DONE]):
             gr.Markdown(DONE)
-        with gr.Column(elem_id=STAGE_BLOCKS["screenout"]):
+        with gr.Column(elem_id=STAGE_BLOCKS[Stage.SCREENOUT]):
             gr.Markdown("## This session has ended")
 
     with gr.Accordion("Experimenter", open=False):
@@ -345,62 +374,67 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
             label="Long-format export", interactive=False, elem_id="study-admin-file"
         )
 
-    pages = [consent_page, register_page, instructions_page, trial_page]
+    # -- laying out a Screen -----------------------------------------------------------------
+    # The stages with a page of their own; every other stage (and a refusal) is on the trial page.
+    stage_pages = {
+        Stage.CONSENT: consent_page,
+        Stage.REGISTER: register_page,
+        Stage.INSTRUCTIONS: instructions_page,
+    }
+    pages = [*stage_pages.values(), trial_page]
+    delay_ms = service.online.redirect_delay_ms
 
     # Gradio rebuilds a component server-side for every property update, and for every output
     # an event lists but the handler leaves out (an implicit skip). Page switches, which need
     # them, happen a few times a session; the events of a trial list only the outputs they
     # always fill with plain values: the picture, the status line (whose stage picks the block
     # shown), the trial index.
-    def show(page: gr.Column) -> dict:
-        return {p: gr.update(visible=p is page) for p in pages}
-
-    def screen(
-        view: TrialView | ScreenOut | None, msg: str = "", state: dict | None = None
-    ) -> dict:
-        """The trial page's values for `view` (None: all done; ScreenOut: ended early)."""
-        if view is None or isinstance(view, ScreenOut):
-            return {stim_html: "", status: end_status(view, state), trial_box: -1}
+    def trial_values(screen: Screen) -> dict:
+        """The trial page's values: the picture (while one is up), the status line, the trial
+        index (left as it is on a refusal: a rare path, the skip's rebuild does not matter)."""
+        index = _trial_index(screen)
+        up = screen.stage in (Stage.EXPRESSION, Stage.QUALITY)
         return {
-            stim_html: _image_html(view),
-            status: _status_html(_progress(view), view.stage, msg),
-            trial_box: view.trial_index,
+            stim_html: _image_html(screen.trial) if up else "",
+            status: _status_html(screen, delay_ms),
+            trial_box: gr.skip() if index is None else index,
         }
 
-    def end_status(view: ScreenOut | None, state: dict | None) -> str:
-        """The status line of an end page: done, or screened out (with the reason's words)."""
-        if view is None:
-            return _status_html("", "done", extra=_end_html(service, "complete", _ids(state)))
-        return _status_html(
-            "", "screenout", extra=_end_html(service, "screenout", _ids(state), view.message)
-        )
+    def page(screen: Screen, state: dict | None = None) -> dict:
+        """A page switch: the screen's page shown, its values, and the session it started or
+        resumed (the tab's state, the browser's copy of the token, the code shown)."""
+        shown = stage_pages.get(screen.stage, trial_page)
+        out: dict = {p: gr.update(visible=p is shown) for p in pages}
+        if shown is trial_page:
+            out |= trial_values(screen)
+        info = screen.session
+        if info is not None:
+            out |= {
+                sess: _state(screen, state),
+                saved: {"token": info.token},
+                code_view: _code_html(info.code, info.code_source),
+                begin_btn: gr.update(value="Begin practice" if info.n_practice else "Begin"),
+            }
+        return out
 
-    def problem(exc: StudyError) -> dict:
-        """A refused request: the message, no picture, the page's trial index left as it is
-        (a rare path, so the skip's server-side rebuild does not matter)."""
-        return {stim_html: "", status: _status_html("", "", str(exc)), trial_box: gr.skip()}
-
-    screen_outputs = [stim_html, status, trial_box]
-    page_outputs = [*pages, *screen_outputs]
+    trial_outputs = [stim_html, status, trial_box]
+    page_outputs = [*pages, *trial_outputs, sess, saved, code_view, begin_btn]
     # Cheap database calls: answered directly (no queue round trips), never behind each other.
     events = {"concurrency_limit": None, "queue": False}
 
     # -- consent and registration ------------------------------------------------------------
     def on_consent(agreed: bool, query: str, state: dict) -> dict:
-        if not agreed:
-            return {consent_msg: "Please tick the box to take part."}
-        # The link's ids, read again here: a click faster than the page-load event still has them.
-        ids = _ids(state) or service.online.ids_from_query(query)
-        if ids is None:
-            return {**show(register_page), consent_msg: ""}
-        # A recruitment link's code: nothing to type (nor to see).
-        return {
-            **show(register_page),
-            sess: {**(state or {}), "ids": ids.__dict__},
-            consent_msg: "",
-            code_intro: f"## About you\n{LINK_CODE}",
-            code: gr.update(visible=False),
-        }
+        screen = service.consent_screen(agreed, query, _ids(state))
+        if screen.stage is Stage.CONSENT:
+            return {consent_msg: screen.message}
+        out = {p: gr.update(visible=p is register_page) for p in pages} | {consent_msg: ""}
+        if screen.ids is not None:  # a recruitment link's code: nothing to type (nor to see)
+            out |= {
+                sess: _state(screen, state),
+                code_intro: f"## About you\n{LINK_CODE}",
+                code: gr.update(visible=False),
+            }
+        return out
 
     consent_btn.click(
         on_consent,
@@ -414,38 +448,24 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
     def on_start(
         agreed, code_text, age_band, gender_v, vision_v, client, state, request: gr.Request
     ):
-        ua = request.headers.get("user-agent") if request is not None else None
-        ids = _ids(state)
-        try:
-            info = service.start_session(
-                code_text,
-                consent=bool(agreed),
-                age_band=age_band,
-                gender=gender_v,
-                vision_corrected=vision_v,
-                user_agent=ua,
-                ids=ids,
-                client=ClientInfo.from_json(client),
-            )
-        except StudyError as exc:
-            if exc.reason == "small_screen":
-                return {**show(trial_page), **screen(ScreenOut(exc.reason, str(exc)), state=state)}
-            return {register_msg: f"**{exc}**"}
-        if info.resumed:  # the link's code had started before: where it left off
-            return {**resume_screens(info), saved: {"token": info.token}}
-        return {
-            **show(instructions_page),
-            sess: _state(info),
-            saved: {"token": info.token},
-            code_view: _code_html(info.code, info.code_source),
-            register_msg: "",
-            begin_btn: gr.update(value="Begin practice" if info.n_practice else "Begin"),
-        }
+        screen = service.start_screen(
+            code_text,
+            consent=bool(agreed),
+            ids=_ids(state),
+            client=ClientInfo.from_json(client),
+            age_band=age_band,
+            gender=gender_v,
+            vision_corrected=vision_v,
+            user_agent=request.headers.get("user-agent") if request is not None else None,
+        )
+        if screen.stage is Stage.REGISTER:
+            return {register_msg: f"**{screen.message}**"}
+        return {**page(screen, state), register_msg: ""}
 
     start_btn.click(
         on_start,
         [agree, code, age, gender, vision, client_box, sess],
-        [*page_outputs, sess, saved, code_view, register_msg, begin_btn],
+        [*page_outputs, register_msg],
         js=JS_START,
         api_name="study_start",
         **events,
@@ -456,91 +476,47 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
     # key, or gr.skip() for "change nothing". Gradio takes an empty dict for a single value and
     # fails the event ("didn't return enough output values"), which the page shows as a red
     # "Error" badge over whatever the outputs are (here: the consent form, on every first visit).
-    def resume_screens(info) -> dict:
-        """The page a known session continues on: instructions before its first answer,
-        else its current trial (or its end page)."""
-        state = _state(info)
-        common = {sess: state, code_view: _code_html(info.code, info.code_source)}
-        token = info.token
-        try:
-            view = service.next_trial(token, mark_shown=False)
-            if isinstance(view, TrialView) and view.trial_index == 0 and view.stage == "expression":
-                return {**show(instructions_page), **common}
-            if isinstance(view, TrialView) and view.stage == "expression":
-                view = service.next_trial(token)  # shown again: a new show time
-        except StudyError as exc:
-            return {**show(trial_page), **problem(exc), **common}
-        return {**show(trial_page), **screen(view, state=state), **common}
-
     def on_resume(stored: dict | None, query: str, client: str) -> dict:
         token = (stored or {}).get("token")
-        ids = service.online.ids_from_query(query)
-        if token:
-            try:
-                info = service.resume(token)
-            except StudyError:
-                info = None  # a session this database does not know: start afresh
-            if info is not None and (ids is None or ids.participant == info.code):
-                return resume_screens(info)
-            if ids is None:
-                return {saved: {}}
-        if ids is not None:
-            # A recruitment link: its participant continues wherever they left off, on any
-            # browser; a new one starts at the consent page with the code already known.
-            info = service.resume_code(ids.participant)
-            if info is not None:
-                return {**resume_screens(info), saved: {"token": info.token}}
-        if service.online.screen_too_small(ClientInfo.from_json(client)):
-            view = ScreenOut("small_screen", SCREEN_OUT_MESSAGES["small_screen"])
-            return {**show(trial_page), **screen(view, state={"ids": ids and ids.__dict__})}
-        if ids is not None:
-            return {sess: {"ids": ids.__dict__}, saved: {}}
-        return {saved: {}} if token else gr.skip()  # a first visit: the consent page stays
+        screen = service.landing_screen(token, query, ClientInfo.from_json(client))
+        if screen is None:  # a first visit: the consent page as served
+            return gr.skip()
+        if screen.stage is Stage.CONSENT:  # nothing to resume: forget the browser's token
+            return {saved: {}} | ({sess: _state(screen)} if screen.ids else {})
+        return page(screen)
 
     root.load(
         on_resume,
         [saved, query_box, client_box],
-        [*page_outputs, sess, saved, code_view],
+        page_outputs,
         js=JS_LOAD,
         api_name="study_resume",
         **events,
     )
 
     # -- trials ------------------------------------------------------------------------------
-    def on_next(state: dict) -> dict:
-        try:
-            return screen(service.next_trial(state.get("token")), state=state)
-        except StudyError as exc:
-            return problem(exc)
+    def current(state: dict) -> Screen:
+        return service.current_screen(state.get("token"), _ids(state))
 
     begin_btn.click(
-        lambda state: {**show(trial_page), **on_next(state)},
-        [sess],
-        page_outputs,
-        api_name="study_begin",
-        **events,
+        lambda state: page(current(state)), [sess], page_outputs, api_name="study_begin", **events
     )
-    continue_btn.click(on_next, [sess], screen_outputs, api_name="study_continue", **events)
-    resync_btn.click(on_next, [sess], screen_outputs, api_name="study_resync", **events)
+    for btn, api_name in ((continue_btn, "study_continue"), (resync_btn, "study_resync")):
+        btn.click(
+            lambda state: trial_values(current(state)),
+            [sess],
+            trial_outputs,
+            api_name=api_name,
+            **events,
+        )
 
     def on_answer(expression: str, trial_index, rt_ms, seen: str, state: dict) -> str:
         """The status line only: the picture stays up while the quality scale replaces the
-        expression buttons. A click that is not for the current trial (another window moved on)
-        offers a button to the current one instead of storing anything."""
-        token = state.get("token")
-        try:
-            outcome, view = service.answer(token, trial_index, expression, rt_ms, events=seen)
-        except StudyError as exc:
-            if exc.reason == "screened_out":
-                return end_status(service.next_trial(token, mark_shown=False), state)
-            if exc.reason != "not_current":
-                return _status_html("", "", str(exc))
-            outcome = view = None
-        if isinstance(view, ScreenOut):
-            return end_status(view, state)
-        if view is None or view.trial_index != outcome.trial_index or view.stage != "quality":
-            return _status_html("", "stale", STALE)  # e.g. rated meanwhile in another window
-        return _status_html(_progress(view), "quality")
+        expression buttons (or a stale click's button to the current picture does)."""
+        screen = service.answer_screen(
+            state.get("token"), trial_index, expression, rt_ms, events=seen, ids=_ids(state)
+        )
+        return _status_html(screen, delay_ms)
 
     for e, btn in expression_btns.items():
         btn.click(
@@ -553,24 +529,14 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
         )
 
     def on_rate(quality: int, trial_index, state: dict) -> dict:
-        try:
-            outcome, view = service.rate_and_advance(state.get("token"), trial_index, quality)
-        except StudyError as exc:
-            return problem(exc)
-        if outcome.trial_index == state.get("n_practice", 0) - 1 and isinstance(view, TrialView):
-            # The break page; its button (API: study_continue) shows the first real trial.
-            return {
-                stim_html: "",
-                status: _status_html("", "break"),
-                trial_box: view.trial_index,
-            }
-        return screen(view, state=state)
+        screen = service.rating_screen(state.get("token"), trial_index, quality, _ids(state))
+        return trial_values(screen)
 
     for q, btn in quality_btns.items():
         btn.click(
             partial(on_rate, q),
             [trial_box, sess],
-            screen_outputs,
+            trial_outputs,
             api_name=f"study_rate_{q}",
             **events,
         )

@@ -1,15 +1,16 @@
 """A scripted rater over the study app's real HTTP API (tests, the load benchmark, pilot scripts).
 
 It posts to Gradio's direct-call route (`/gradio_api/run/<api_name>`), the route the browser
-uses for these unqueued events, and reads outputs by the components' elem_ids from `/config`.
+uses for these unqueued events, and reads outputs by the components' elem_ids from `/config`;
+the screen itself (stage, trial, progress, message, end code and link) from the data attributes
+of the status line's container, which the app writes from the service's `Screen`.
 """
 
 from __future__ import annotations
 
-import html
-import re
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from html.parser import HTMLParser
 from typing import Any
 
 import httpx
@@ -24,10 +25,25 @@ class StudyHTTPError(RuntimeError):
         self.message = message
 
 
-# A refusal's words in an output's HTML (the trial page's status line, the admin panel's line).
-_MESSAGE = re.compile(r'class="study-message"><strong>(.*?)</strong>')
-_END_CODE = re.compile(r'class="study-end-code">(.*?)</code>')
-_REDIRECT = re.compile(r'data-study-redirect="(.*?)"')
+class _DataAttributes(HTMLParser):
+    """The attributes of the first element that carries `data-study-<key>`: the app puts the
+    screen it shows on its status line's container as data attributes (study/app.py)."""
+
+    def __init__(self, key: str):
+        super().__init__()
+        self.key, self.found = f"data-study-{key}", None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if self.found is None and any(name == self.key for name, _ in attrs):
+            self.found = {name.removeprefix("data-study-"): value or "" for name, value in attrs}
+
+
+def data_attributes(page_html: str, key: str) -> dict[str, str] | None:
+    """{"stage": ..., "trial": ..., ...} of the first element with data-study-<key>, or None."""
+    parser = _DataAttributes(key)
+    parser.feed(page_html or "")
+    parser.close()
+    return parser.found
 
 
 @dataclass(frozen=True)
@@ -36,9 +52,10 @@ class Screen:
 
     html: str  # the picture (data URI img), "" on the break and done pages
     progress: str
-    trial_index: int  # the trial on screen; -1 when done
+    trial_index: int  # the trial on screen (the next one at the break); -1 when done; -2 unknown
     message: str
-    # "expression" | "quality" | "break" | "stale" | "done" | "screenout" | None (an error)
+    # A study.service.Stage value: "expression" | "quality" | "break" | "stale" | "done" |
+    # "screenout" | ...; None: a refused request (the message says why)
     stage: str | None
     end_code: str = ""  # the completion or screen-out code an end page shows
     redirect: str = ""  # where an end page sends the rater
@@ -99,21 +116,18 @@ class StudyClient:
             v = out.get(key, default)
             return default if isinstance(v, dict) and v.get("__type__") == "update" else v
 
-        status = value("study-progress", "") or ""
-        stage = re.search(r'class="study-status" data-study-stage="(\w*)"', status)
-        texts = [html.unescape(t) for t in re.findall(r"<strong>(.*?)</strong>", status)]
-        message = _MESSAGE.search(status)
-        end_code = _END_CODE.search(status)
-        redirect = _REDIRECT.search(status)
+        status = data_attributes(value("study-progress", "") or "", "stage") or {}
         index = value("study-trial-index", None)
+        if index is None and status.get("trial"):  # events that send the status line only
+            index = status["trial"]
         return Screen(
             html=value("study-stimulus", "") or "",
-            progress=texts[0] if texts else "",
+            progress=status.get("progress", ""),
             trial_index=-2 if index is None else int(index),
-            message=html.unescape(message.group(1)) if message else "",
-            stage=(stage.group(1) or None) if stage else None,
-            end_code=html.unescape(end_code.group(1)) if end_code else "",
-            redirect=html.unescape(redirect.group(1)) if redirect else "",
+            message=status.get("message", ""),
+            stage=status.get("stage") or None,
+            end_code=status.get("end-code", ""),
+            redirect=status.get("redirect", ""),
         )
 
     # -- the rater's steps ---------------------------------------------------------------
@@ -146,10 +160,7 @@ class StudyClient:
         return self._screen(self.call("study_resync"))
 
     def answer(self, trial_index: int, expression: str, rt_ms: float | None) -> Screen:
-        screen = self._screen(self.call(f"study_answer_{expression}", trial_index, rt_ms))
-        if screen.trial_index == -2 and screen.stage == "quality":  # the picture stays up
-            screen = replace(screen, trial_index=trial_index)
-        return screen
+        return self._screen(self.call(f"study_answer_{expression}", trial_index, rt_ms))
 
     def rate(self, trial_index: int, quality: int) -> Screen:
         return self._screen(self.call(f"study_rate_{quality}", trial_index))
@@ -164,9 +175,9 @@ class StudyClient:
         """The outputs; a refusal (a wrong token), which the page shows as its message line,
         raises StudyHTTPError with those words."""
         out = self.call(api_name, token)
-        message = _MESSAGE.search(str(out.get("study-admin-message") or ""))
-        if message:
-            raise StudyHTTPError(200, html.unescape(message.group(1)))
+        refused = data_attributes(str(out.get("study-admin-message") or ""), "message")
+        if refused:
+            raise StudyHTTPError(200, refused["message"])
         return out
 
     def close(self) -> None:

@@ -23,6 +23,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from study.design import QUALITY
+
 ROLES = ("main", "practice", "catch")
 
 
@@ -154,7 +156,10 @@ class Response(Base):
     __tablename__ = "responses"
     __table_args__ = (
         UniqueConstraint("participant_id", "trial_index", name="uq_response_position"),
-        CheckConstraint("quality IS NULL OR (quality BETWEEN 1 AND 7)", name="ck_quality_range"),
+        CheckConstraint(
+            f"quality IS NULL OR (quality BETWEEN {QUALITY.lowest} AND {QUALITY.highest})",
+            name="ck_quality_range",
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

@@ -18,8 +18,9 @@ import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import parse_qs, quote
@@ -78,7 +79,6 @@ AGE_BANDS = ("18-24", "25-34", "35-44", "45-54", "55-64", "65+")
 GENDERS = ("female", "male", "non-binary or other", "prefer not to say")
 VISION = ("yes", "no")
 MAX_CODE_LEN = 64
-QUALITY_SCALE = (1, 7)
 REGISTRATION_LOCK = "registration_lock"  # settings row locked by registrations (not SQLite)
 MAX_RT_MS = 3_600_000.0  # an hour: anything longer is a broken clock, stored as missing
 MAX_TRIALS = 100_000  # far beyond any session; bounds a client-sent index
@@ -208,6 +208,26 @@ SCREEN_OUT_MESSAGES = {
 }
 
 
+STALE_MESSAGE = (
+    "This picture was already answered (in another window?): continue with the current one."
+)
+
+
+class Stage(StrEnum):
+    """Every screen a rater's page can show, in the order a session meets them. The service
+    picks the stage (`StudyService.*_screen`); the app lays each one out."""
+
+    CONSENT = "consent"  # the first page; also a page load with nothing to resume
+    REGISTER = "register"  # the participant code and the optional questions
+    INSTRUCTIONS = "instructions"  # a session that has not answered anything yet
+    EXPRESSION = "expression"  # the picture, waiting for the expression click
+    QUALITY = "quality"  # the same picture, waiting for the quality rating
+    BREAK = "break"  # the practice block is done: a button starts the main trials
+    STALE = "stale"  # a click for a picture no longer current: a button to the current one
+    DONE = "done"  # every trial answered and rated
+    SCREENOUT = "screenout"  # ended early (attention checks, a screen too small)
+
+
 @dataclass(frozen=True)
 class StimulusRow:
     """One stimulus as the builder (or a test) registers it; `file` is relative to the stimuli dir."""
@@ -241,7 +261,7 @@ class TrialView:
     n_trials: int
     n_practice: int
     is_practice: bool
-    stage: str  # "expression" (image shown, waiting for the click) or "quality"
+    stage: Stage  # EXPRESSION (image shown, waiting for the click) or QUALITY
     image_png: bytes
 
     @property
@@ -252,6 +272,35 @@ class TrialView:
     @property
     def block_size(self) -> int:
         return self.n_practice if self.is_practice else self.n_trials - self.n_practice
+
+
+def ends_practice(trial_index: int, n_practice: int) -> bool:
+    """Whether answering `trial_index` finishes the practice block (a break page follows)."""
+    return n_practice > 0 and trial_index == n_practice - 1
+
+
+@dataclass(frozen=True)
+class Screen:
+    """What the rater's page shows next: one stage, the trial on it, the words for it.
+
+    `stage` None: a refused request; `message` says why and the page stays where it was.
+    """
+
+    stage: Stage | None
+    trial: TrialView | None = None  # the picture (EXPRESSION, QUALITY), the next one (BREAK)
+    message: str = ""
+    session: SessionInfo | None = None  # a session this screen started or resumed
+    ids: RecruitmentIds | None = None  # the recruitment link's ids, when known
+    end_code: str | None = None  # DONE / SCREENOUT: the platform's code to show
+    end_url: str | None = None  # ... and the link back to the platform
+
+    @property
+    def progress(self) -> str:
+        """ "Practice 1 of 3" / "Picture 4 of 40" while a picture is up, else ""."""
+        t = self.trial
+        if t is None or self.stage not in (Stage.EXPRESSION, Stage.QUALITY):
+            return ""
+        return f"{'Practice' if t.is_practice else 'Picture'} {t.position} of {t.block_size}"
 
 
 @dataclass(frozen=True)
@@ -660,7 +709,7 @@ class StudyService:
             n_trials=n_trials,
             n_practice=n_practice,
             is_practice=current.is_practice,
-            stage="quality" if answered else "expression",
+            stage=Stage.QUALITY if answered else Stage.EXPRESSION,
             image_png=self._read_image(*self._stimulus_file(conn, current.stimulus_id)),
         )
 
@@ -796,7 +845,7 @@ class StudyService:
             )
 
     def record_quality(self, token: str, trial_index: int, quality: int) -> RecordOutcome:
-        """Store the 1..7 quality rating of an answered trial, once."""
+        """Store the quality rating (design.QUALITY) of an answered trial, once."""
         return self.rate_and_advance(token, trial_index, quality, advance=False)[0]
 
     def rate_and_advance(
@@ -807,13 +856,15 @@ class StudyService:
         The next trial is not marked shown when the rating was a repeat (the screen is already
         up) or when it ended the practice block (a break page comes first).
         """
+        scale = design.QUALITY
         try:
             quality = int(quality)
         except (TypeError, ValueError):
-            raise StudyError("bad_quality", "quality is a whole number from 1 to 7") from None
-        lo, hi = QUALITY_SCALE
-        if not lo <= quality <= hi:
-            raise StudyError("bad_quality", f"quality is from {lo} to {hi}")
+            raise StudyError(
+                "bad_quality", f"quality is a whole number from {scale.lowest} to {scale.highest}"
+            ) from None
+        if quality not in scale:
+            raise StudyError("bad_quality", f"quality is from {scale.lowest} to {scale.highest}")
         trial_index = _trial_index(trial_index)
         with self._write_conn() as conn:
             pid = self._pid(conn, token)
@@ -836,8 +887,142 @@ class StudyService:
             if not advance:
                 return outcome, None
             n_practice = self._counts(conn, pid)[1]
-            mark = outcome.stored and trial_index != n_practice - 1
+            mark = outcome.stored and not ends_practice(trial_index, n_practice)
             return outcome, self._view(conn, pid, mark_shown=mark)
+
+    # -- screens: what the rater's page shows after each event ----------------------------
+    # The rater's flow in one place: each method takes an event's inputs and returns the
+    # Screen that follows; the app only lays the Screen out. Refusals come back as a Screen
+    # with no stage and the words (StudyError's message), never as an exception.
+    def landing_screen(
+        self, token: str | None, query: str | None, client: ClientInfo | None = None
+    ) -> Screen | None:
+        """The screen a page load opens on (None: a first visit, the page stays as served).
+
+        A session the browser kept continues where it left off, unless the link names another
+        participant; a recruitment link's participant continues on any browser; a screen below
+        the minimum size is screened out; a new link's ids are kept for the consent page.
+        """
+        ids = self.online.ids_from_query(query)
+        if token:
+            try:
+                info = self.resume(token)
+            except StudyError:
+                info = None  # a session this database does not know: start afresh
+            if info is not None and (ids is None or ids.participant == info.code):
+                return self.resume_screen(info)
+        if ids is not None:
+            info = self.resume_code(ids.participant)
+            if info is not None:
+                return self.resume_screen(info)
+        if self.online.screen_too_small(client):
+            return self._end(Stage.SCREENOUT, ids, SCREEN_OUT_MESSAGES["small_screen"])
+        if ids is not None or token:  # the consent page, with the link's ids or a stale token
+            return Screen(Stage.CONSENT, ids=ids)
+        return None
+
+    def consent_screen(
+        self, agreed: bool, query: str | None = None, ids: RecruitmentIds | None = None
+    ) -> Screen:
+        """After the consent click: the registration page (with the link's ids, read again
+        from `query`: a click faster than the page-load event still has them)."""
+        if not agreed:
+            return Screen(Stage.CONSENT, message="Please tick the box to take part.")
+        return Screen(Stage.REGISTER, ids=ids or self.online.ids_from_query(query))
+
+    def start_screen(
+        self,
+        code: str,
+        *,
+        consent: bool,
+        ids: RecruitmentIds | None = None,
+        client: ClientInfo | None = None,
+        **about,
+    ) -> Screen:
+        """After Start: the instructions of a new session, where a link's known participant
+        left off, a screen-out (screen too small), or the registration page with the problem.
+        `about`: start_session's optional fields (age_band, gender, ...)."""
+        try:
+            info = self.start_session(code, consent=consent, ids=ids, client=client, **about)
+        except StudyError as exc:
+            if exc.reason == "small_screen":
+                return self._end(Stage.SCREENOUT, ids, str(exc))
+            return Screen(Stage.REGISTER, message=str(exc), ids=ids)
+        if info.resumed:  # the link's code had started before
+            return self.resume_screen(info)
+        return Screen(Stage.INSTRUCTIONS, session=info, ids=info.ids)
+
+    def resume_screen(self, info: SessionInfo) -> Screen:
+        """Where a known session continues: the instructions before its first answer, else its
+        current trial (a picture shown again gets a new show time) or its end page."""
+        try:
+            view = self.next_trial(info.token, mark_shown=False)
+            if isinstance(view, TrialView) and view.stage is Stage.EXPRESSION:
+                if view.trial_index == 0:
+                    return Screen(Stage.INSTRUCTIONS, session=info, ids=info.ids)
+                view = self.next_trial(info.token)
+        except StudyError as exc:
+            return Screen(None, message=str(exc), session=info, ids=info.ids)
+        return replace(self._after(view, info.ids), session=info, ids=info.ids)
+
+    def current_screen(self, token: str | None, ids: RecruitmentIds | None = None) -> Screen:
+        """The current picture, shown now (Begin, Continue after the break or a stale click)."""
+        try:
+            return self._after(self.next_trial(token), ids)
+        except StudyError as exc:
+            return Screen(None, message=str(exc))
+
+    def answer_screen(
+        self,
+        token: str | None,
+        trial_index,
+        expression: str,
+        rt_ms: float | None = None,
+        *,
+        events: str | list | None = None,
+        ids: RecruitmentIds | None = None,
+    ) -> Screen:
+        """After an expression click: the same picture at its quality step. A click that is not
+        for the current trial (another window moved on) stores nothing and is STALE."""
+        try:
+            outcome, view = self.answer(token, trial_index, expression, rt_ms, events=events)
+        except StudyError as exc:
+            if exc.reason == "screened_out":
+                return self._after(self.next_trial(token, mark_shown=False), ids)
+            if exc.reason != "not_current":
+                return Screen(None, message=str(exc))
+            return Screen(Stage.STALE, message=STALE_MESSAGE)
+        if isinstance(view, ScreenOut):
+            return self._after(view, ids)
+        if view is None or view.trial_index != outcome.trial_index or view.stage != Stage.QUALITY:
+            return Screen(Stage.STALE, message=STALE_MESSAGE)  # e.g. rated meanwhile elsewhere
+        return Screen(Stage.QUALITY, view)
+
+    def rating_screen(
+        self, token: str | None, trial_index, quality, ids: RecruitmentIds | None = None
+    ) -> Screen:
+        """After a quality click: the next picture, or the break page when the rating finished
+        the practice block (its trial is the next one, shown by current_screen)."""
+        try:
+            outcome, view = self.rate_and_advance(token, trial_index, quality)
+        except StudyError as exc:
+            return Screen(None, message=str(exc))
+        if isinstance(view, TrialView) and ends_practice(outcome.trial_index, view.n_practice):
+            return Screen(Stage.BREAK, view)
+        return self._after(view, ids)
+
+    def _after(self, view: TrialView | ScreenOut | None, ids: RecruitmentIds | None) -> Screen:
+        """The screen for a trial view: its picture, the end page (None), or the screen-out."""
+        if view is None:
+            return self._end(Stage.DONE, ids)
+        if isinstance(view, ScreenOut):
+            return self._end(Stage.SCREENOUT, ids, view.message)
+        return Screen(view.stage, view)
+
+    def _end(self, stage: Stage, ids: RecruitmentIds | None, message: str = "") -> Screen:
+        """An end page (DONE or SCREENOUT) with the platform's code and link, if configured."""
+        code, url = self.online.end_link("complete" if stage is Stage.DONE else "screenout", ids)
+        return Screen(stage, message=message, ids=ids, end_code=code, end_url=url)
 
     # -- admin ---------------------------------------------------------------------------
     def progress(self) -> list[ParticipantProgress]:

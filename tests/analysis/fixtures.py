@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from analysis.load import COLUMNS
+from study.design import QUALITY
 
 # (participant, method, image, expression_true, expression_chosen, quality, rt_ms)
 HAND_TRIALS = [
@@ -75,7 +76,9 @@ def twenty_frame(seed: int = 0) -> pd.DataFrame:
                     if rng.random() < {"telea": 0.6, "landmark": 0.75, "real": 0.9}[m]
                     else "neutral"
                 )
-                quality = int(np.clip(round(q + rng.normal(0, 1.2)), 1, 7))
+                quality = int(
+                    np.clip(round(q + rng.normal(0, 1.2)), QUALITY.lowest, QUALITY.highest)
+                )
                 rt = float(np.exp(rng.normal(8.0 - 0.1 * quality, 0.3)))
                 rows.append(_row(pid, idx, m, f"{img}{p % 4}", e, chosen, quality, rt, 0, 0))
                 idx += 1

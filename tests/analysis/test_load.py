@@ -7,6 +7,7 @@ import pytest
 
 from analysis.load import COLUMNS, StudyDataError, method_order, read_csv, validate
 from model.methods.registry import METHODS
+from study.design import QUALITY
 from tests.analysis.fixtures import hand_frame
 
 
@@ -44,7 +45,7 @@ def test_unknown_columns_and_values_are_reported_not_fatal(tmp_path):
     df = hand_frame()
     df["browser"] = "firefox"
     df.loc[0, "expression_true"] = "disgust"  # not in the vocabulary: row dropped
-    df.loc[1, "quality"] = 9  # out of 1..7: treated as missing
+    df.loc[1, "quality"] = QUALITY.highest + 2  # off the scale: treated as missing
     df.loc[2, "expression_chosen"] = "???"  # counts as wrong
     df.loc[3, "correct"] = 0  # disagrees with the expressions: recomputed
     df.loc[4, "rt_ms"] = -5

@@ -15,6 +15,7 @@ from support import free_port
 
 from model.config import EXPRESSIONS, REPO_DIR
 from study.db import make_engine
+from study.design import QUALITY
 from study.http_client import StudyClient
 from study.service import StudyService
 from study.stimuli import build_synthetic_stimuli
@@ -61,7 +62,7 @@ def complete_session(url: str, code: str, rng: random.Random, double_every: int 
         assert screen.stage == "expression", screen
         expression = rng.choice(EXPRESSIONS)
         rt = rng.uniform(300, 3000)
-        quality = rng.randint(1, 7)
+        quality = rng.randint(QUALITY.lowest, QUALITY.highest)
         step += 1
         if step % double_every == 0:  # a double click: two identical requests in flight
             results = [None, None]

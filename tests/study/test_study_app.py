@@ -12,6 +12,7 @@ from study_helpers import changes_nothing, free_port
 from model.cli import main
 from study.app import build_study_app, build_study_tab
 from study.db import make_engine
+from study.design import QUALITY
 from study.http_client import StudyClient
 from study.service import EXPORT_COLUMNS, StudyService
 
@@ -25,7 +26,7 @@ STUDY_EVENTS = {
     "study_admin_progress",
     "study_admin_export",
     *(f"study_answer_{e}" for e in ("neutral", "happy", "angry", "sad", "surprise")),
-    *(f"study_rate_{q}" for q in range(1, 8)),
+    *(f"study_rate_{q}" for q in QUALITY.levels),
 }
 
 

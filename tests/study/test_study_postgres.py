@@ -14,6 +14,7 @@ from study_helpers import StudyServer, complete_session
 
 from model.config import EXPRESSIONS
 from study.db import make_engine
+from study.design import QUALITY
 from study.service import StudyService
 from study.stimuli import build_synthetic_stimuli
 
@@ -60,7 +61,11 @@ def run_session(service: StudyService, code: str, rng: random.Random) -> dict[in
     given = {}
     while view is not None:
         index = view.trial_index
-        expression, quality, rt = rng.choice(EXPRESSIONS), rng.randint(1, 7), rng.uniform(300, 3000)
+        expression, quality, rt = (
+            rng.choice(EXPRESSIONS),
+            rng.randint(QUALITY.lowest, QUALITY.highest),
+            rng.uniform(300, 3000),
+        )
         twice = index % 3 == 0
         outcomes = []
 

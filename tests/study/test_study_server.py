@@ -23,6 +23,7 @@ from study_helpers import (
 )
 
 from model.config import EXPRESSIONS
+from study.design import QUALITY
 from study.http_client import StudyClient, StudyHTTPError
 from study.service import EXPORT_COLUMNS
 
@@ -92,7 +93,7 @@ def test_every_event_answers_a_blank_fresh_session(served):
         "study_start": {"study-register-message": "**consent is needed to take part**"},
         **{name: NO_SESSION for name in ("study_begin", "study_continue", "study_resync")},
         **{f"study_answer_{e}": NOT_A_TRIAL for e in EXPRESSIONS},
-        **{f"study_rate_{q}": NOT_A_TRIAL for q in range(1, 8)},
+        **{f"study_rate_{q}": NOT_A_TRIAL for q in QUALITY.levels},
     }
     assert set(client._deps) == {*expected, "study_resume", *ADMIN_EVENTS}, "an event untested"
     for name, want in expected.items():

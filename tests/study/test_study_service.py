@@ -13,8 +13,9 @@ from sqlalchemy.exc import IntegrityError
 
 from model.config import EXPRESSIONS
 from study.db import database_url, make_engine
+from study.design import QUALITY
 from study.schema import Participant, Response, Trial
-from study.service import EXPORT_COLUMNS, StudyError, StudyService
+from study.service import EXPORT_COLUMNS, STALE_MESSAGE, Stage, StudyError, StudyService
 
 HOSTILE_CODES = [
     "'; DROP TABLE participants; --",
@@ -33,8 +34,9 @@ def run_session(study: StudyService, token: str, expression: str = "happy", stop
             break
         if view.stage == "expression":
             study.record_response(token, view.trial_index, expression, 500.0 + view.trial_index)
-        study.record_quality(token, view.trial_index, 1 + view.trial_index % 7)
-        given[view.trial_index] = (expression, 1 + view.trial_index % 7)
+        quality = QUALITY.lowest + view.trial_index % len(QUALITY.levels)
+        study.record_quality(token, view.trial_index, quality)
+        given[view.trial_index] = (expression, quality)
     return given
 
 
@@ -283,3 +285,43 @@ def test_register_checks_files(tmp_path):
     service = StudyService(make_engine(tmp_path / "db.sqlite"))
     with pytest.raises(StudyError, match="sha256"):
         service.register_stimuli(rows, tmp_path / "s")
+
+
+def test_screens_follow_the_flow(study):
+    """The service picks every screen: instructions, practice, the break after the last
+    practice rating, the main pictures, a stale click, the resume page, the end page."""
+    assert study.landing_screen(None, "") is None  # a first visit: the page as served
+    assert study.consent_screen(False).stage is Stage.CONSENT
+    assert study.consent_screen(True).stage is Stage.REGISTER
+    assert study.start_screen("", consent=True).stage is Stage.REGISTER  # with the problem
+    screen = study.start_screen("flow", consent=True)
+    info = screen.session
+    assert screen.stage is Stage.INSTRUCTIONS and info.n_practice == 2
+    assert study.landing_screen(info.token, "").stage is Stage.INSTRUCTIONS  # nothing answered
+    screen = study.current_screen(info.token)
+    assert (screen.stage, screen.trial.trial_index, screen.progress) == (
+        Stage.EXPRESSION,
+        0,
+        "Practice 1 of 2",
+    )
+    for index in range(info.n_practice):
+        screen = study.answer_screen(info.token, index, "happy", 500.0)
+        assert screen.stage is Stage.QUALITY and screen.trial.trial_index == index
+        screen = study.rating_screen(info.token, index, QUALITY.highest)
+    assert screen.stage is Stage.BREAK and screen.trial.trial_index == info.n_practice
+    assert screen.progress == ""  # no picture on the break page
+    screen = study.current_screen(info.token)
+    assert screen.stage is Stage.EXPRESSION and screen.progress.startswith("Picture 1 of ")
+    # A click for a picture already done (another window) stores nothing: a way back.
+    stale = study.answer_screen(info.token, 0, "sad", 500.0)
+    assert stale.stage is Stage.STALE and stale.message == STALE_MESSAGE
+    refused = study.rating_screen(info.token, screen.trial.trial_index, QUALITY.highest + 1)
+    assert refused.stage is None and refused.message.startswith("quality is from")
+    resumed = study.landing_screen(info.token, "")
+    assert resumed.stage is Stage.EXPRESSION and resumed.session.code == "flow"
+    while screen.stage is not Stage.DONE:
+        index = screen.trial.trial_index
+        study.answer_screen(info.token, index, "neutral", 400.0)
+        screen = study.rating_screen(info.token, index, QUALITY.lowest)
+    assert screen.trial is None and screen.end_code is None  # a lab study: no platform code
+    assert study.landing_screen(info.token, "").stage is Stage.DONE
