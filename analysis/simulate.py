@@ -1,4 +1,4 @@
-"""A seeded, realistic simulated study export (DESIGN.md long format) for demos and tests.
+"""A seeded, realistic simulated study export (docs/DESIGN.md long format) for demos and tests.
 
 Its file name says "simulated" and its participant codes start with "sim-", so every output
 made from it is marked simulated (analysis.load.is_simulated). It is never a study result.
@@ -21,31 +21,38 @@ import pandas as pd
 from analysis.load import COLUMNS
 from model.config import EXPRESSIONS, REAL, new_run_dir
 from model.methods.registry import METHODS
+from study.design import QUALITY
 
-# Latent mean quality (1..7) per method: the paper's Table 3 levels, unmask a little above "landmark".
-QUALITY_MEAN = {
-    "telea": 1.5,
-    "patchmatch": 2.2,
-    "eigenface": 2.4,
-    "pix2pix": 2.7,
-    "pix2pix_mask": 3.6,
-    "dilated_se": 4.5,
-    "landmark": 4.8,
-    "unmask": 5.2,
-    REAL: 6.1,
+
+@dataclass(frozen=True)
+class Profile:
+    """How raters see one method's pictures in the simulation."""
+
+    quality: float  # latent mean quality on the study's scale (study.design.QUALITY)
+    accuracy: float  # probability of naming the true expression, before the rater's own skill
+
+
+# The paper's Table 3 levels, unmask a little above "landmark"; `real` is the unmasked original.
+PROFILES: dict[str, Profile] = {
+    "telea": Profile(1.5, 0.93),
+    "patchmatch": Profile(2.2, 0.93),
+    "eigenface": Profile(2.4, 0.90),
+    "pix2pix": Profile(2.7, 0.92),
+    "pix2pix_mask": Profile(3.6, 0.91),
+    "dilated_se": Profile(4.5, 0.88),
+    "landmark": Profile(4.8, 0.92),
+    "unmask": Profile(5.2, 0.94),
+    REAL: Profile(6.1, 0.97),
 }
-# Probability of naming the true expression, per method, before the participant's own skill.
-ACCURACY = {
-    "telea": 0.93,
-    "patchmatch": 0.93,
-    "eigenface": 0.90,
-    "pix2pix": 0.92,
-    "pix2pix_mask": 0.91,
-    "dilated_se": 0.88,
-    "landmark": 0.92,
-    "unmask": 0.94,
-    REAL: 0.97,
-}
+# A method this table has not heard of (a new registry entry): a middling one, so that adding a
+# method to the registry never breaks the simulation.
+UNKNOWN_PROFILE = Profile(3.5, 0.91)
+
+
+def profile(method: str) -> Profile:
+    return PROFILES.get(method, UNKNOWN_PROFILE)
+
+
 # The paper's Table 5: without a mouth, happy is read as neutral, and surprise is harder.
 EXPRESSION_PENALTY = {"neutral": 0.0, "happy": 0.12, "angry": 0.0, "sad": 0.04, "surprise": 0.05}
 CONFUSED_WITH = {
@@ -65,12 +72,13 @@ class SimConfig:
     catch: int = 4
     inattentive: int = 1  # participants answering at random (fail the catch trials)
     seed: int = 0
+    methods: tuple[str, ...] | None = None  # the conditions besides `real`; None: every METHODS key
 
 
 def simulate(cfg: SimConfig = SimConfig()) -> pd.DataFrame:
-    """One row a trial, DESIGN.md columns, shuffled order per participant."""
+    """One row a trial (the export's columns, docs/DESIGN.md), shuffled order per participant."""
     rng = np.random.default_rng(cfg.seed)
-    methods = [*METHODS, REAL]
+    methods = [*(METHODS if cfg.methods is None else cfg.methods), REAL]
     n_faces = len(methods) * cfg.per_expression  # faces per expression; each seen once per rater
     q_face = rng.normal(0, 0.4, size=(len(EXPRESSIONS), n_faces))  # some faces inpaint worse
     start = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -99,20 +107,25 @@ def simulate(cfg: SimConfig = SimConfig()) -> pd.DataFrame:
             e_i = EXPRESSIONS.index(expr)
             if kind == "main":
                 image_id = f"{expr}_{face:03d}"
-                p_ok = ACCURACY[m] - (EXPRESSION_PENALTY[expr] if m != REAL else 0.0) + skill
-                latent = QUALITY_MEAN[m] + bias + q_face[e_i, face] + rng.normal(0, 0.8)
+                p_ok = (
+                    profile(m).accuracy - (EXPRESSION_PENALTY[expr] if m != REAL else 0.0) + skill
+                )
+                latent = profile(m).quality + bias + q_face[e_i, face] + rng.normal(0, 0.8)
             else:
                 image_id = f"{kind}_{face:03d}"
                 p_ok, latent = 0.99, 6.3 + bias + rng.normal(0, 0.6)
             if inattentive:
-                p_ok, latent = 1 / len(EXPRESSIONS), rng.uniform(1, 7.5)
+                p_ok, latent = (
+                    1 / len(EXPRESSIONS),
+                    rng.uniform(QUALITY.lowest, QUALITY.highest + 0.5),
+                )
             if rng.random() < min(p_ok, 1.0):
                 chosen = expr
             elif rng.random() < 0.6:
                 chosen = CONFUSED_WITH[expr]
             else:
                 chosen = rng.choice([x for x in EXPRESSIONS if x != expr])
-            quality = int(np.clip(np.rint(latent), 1, 7))
+            quality = int(np.clip(np.rint(latent), QUALITY.lowest, QUALITY.highest))
             rt = np.exp(
                 speed
                 + rng.normal(0, 0.35)
