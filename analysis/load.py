@@ -5,17 +5,20 @@ Everything downstream (stats, tables, plots, report) takes the `StudyData` this 
 
 from __future__ import annotations
 
-import os
+import io
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import sqlalchemy as sa
 
-from model.config import EXPRESSIONS, MASKED, REAL, REPO_DIR
+from model.config import EXPRESSIONS, MASKED, REAL
 from model.methods.registry import METHODS
+from study.db import database_url, upgrade_schema
 from study.design import QUALITY
+from study.service import StudyService
 
 # The DESIGN.md long-format export: column -> kind ("str", "int", "float", "flag").
 COLUMNS: dict[str, str] = {
@@ -50,8 +53,6 @@ KNOWN_EXTRA = (
     "screen_height",
     "device_pixel_ratio",
 )
-# Fallback when study/ does not say where its database lives (it is ignored by git: *.sqlite).
-FALLBACK_DB_PATH = REPO_DIR / "study_data" / "study.sqlite"
 
 
 class StudyDataError(ValueError):
@@ -256,41 +257,24 @@ def read_csv(path: str | Path) -> StudyData:
     if not path.is_file():
         raise StudyDataError(f"no such CSV file: {path}")
     try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=True)
+        raw = _parse_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise StudyDataError(f"{path}: not a readable CSV ({exc})") from exc
     return validate(raw, str(path))
 
 
-def default_db_url() -> str:
-    """The study's database: $DATABASE_URL, else study.db's default, else the fallback SQLite file."""
-    env = os.environ.get("DATABASE_URL")
-    if env:
-        return env
-    try:
-        from study import db as study_db  # noqa: PLC0415  (optional: study/ may be absent)
-
-        for name in ("database_url", "default_url", "default_database_url"):
-            fn = getattr(study_db, name, None)
-            if callable(fn):
-                return str(fn())
-        for name in ("DEFAULT_URL", "DATABASE_URL", "DEFAULT_DATABASE_URL"):
-            if isinstance(getattr(study_db, name, None), str):
-                return getattr(study_db, name)
-    except ImportError:
-        pass
-    return f"sqlite:///{FALLBACK_DB_PATH}"
+def _parse_csv(source) -> pd.DataFrame:
+    """Every cell as text (validate() coerces), empty cells missing: an export file or the
+    study's export_csv() read the same way."""
+    return pd.read_csv(source, dtype=str, keep_default_na=True)
 
 
 def read_db(url: str | None = None) -> StudyData:
-    """Validated trials from the study database at `url` (SQLAlchemy URL; default: the study's file).
-
-    Prefers the study's own export (`study.service.export_rows`), so the analysis and `unmask study
-    export` can never disagree; without it, reads the tables with one plain SQL query.
-    """
-    import sqlalchemy as sa  # noqa: PLC0415
-
-    url = url or default_db_url()
+    """Validated trials from the study database at `url` (SQLAlchemy URL; default: the study's
+    own, study.db.database_url()), read through the study's export (StudyService.export_rows),
+    so the analysis and `unmask study export` can never disagree. An older database gains the
+    newer schema's tables and nullable columns first, as the study's own engine does."""
+    url = url or database_url()
     if url.startswith("sqlite:///"):
         path = Path(url.removeprefix("sqlite:///"))
         if not path.is_file():
@@ -299,10 +283,11 @@ def read_db(url: str | None = None) -> StudyData:
             )
     try:
         engine = sa.create_engine(url)
-    except (sa.exc.ArgumentError, ImportError) as exc:
+    except (sa.exc.ArgumentError, ImportError) as exc:  # ImportError: the URL's driver
         raise StudyDataError(f"cannot open database URL {url!r}: {exc}") from exc
     try:
-        rows = _export_rows(engine)
+        upgrade_schema(engine)
+        text = StudyService(engine).export_csv()
     except sa.exc.SQLAlchemyError as exc:
         first = str(exc).splitlines()[0]  # the driver's error, without SQLAlchemy's SQL dump
         raise StudyDataError(
@@ -310,73 +295,17 @@ def read_db(url: str | None = None) -> StudyData:
         ) from exc
     finally:
         engine.dispose()
-    if not rows:
+    if text.count("\n") < 2:  # the header alone
         raise StudyDataError(
             f"{_display_url(url)}: the study database has no answered trials yet "
             "(pass --csv FILE to analyse an export instead)"
         )
-    raw = pd.DataFrame(rows).astype("string")
-    return validate(raw, _display_url(url))
+    return validate(_parse_csv(io.StringIO(text)), _display_url(url))
 
 
 def _display_url(url: str) -> str:
     """The URL without its password, for messages and reports."""
     try:
-        from sqlalchemy.engine import make_url  # noqa: PLC0415
-
-        return make_url(url).render_as_string(hide_password=True)
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001  (a message must never fail)
         return url
-
-
-# Used only when study/ is not importable: the same join as study.service.StudyService.export_rows,
-# over the tables of study/schema.py (participants, trials, stimuli, responses), answered trials only.
-EXPORT_SQL = """
-SELECT p.code AS participant_id, t.trial_index, t.stimulus_id, s.image_id, s.method,
-       s.expression AS expression_true, r.expression_chosen, r.quality, r.rt_ms,
-       t.is_practice, t.is_catch, r.answered_at{online}
-FROM participants p
-JOIN trials t ON t.participant_id = p.id
-JOIN stimuli s ON s.id = t.stimulus_id
-JOIN responses r ON r.trial_id = t.id
-ORDER BY p.ordinal, t.trial_index
-"""
-# The online study's columns (OPTIONAL_COLUMNS), on databases that have them.
-ONLINE_SQL = """,
-       p.screen_out_reason AS screened_out, p.viewport_width, p.viewport_height,
-       (SELECT COUNT(*) FROM browser_events e WHERE e.participant_id = p.id
-          AND e.trial_index = t.trial_index AND e.kind IN ('blur', 'hidden')) AS n_blur"""
-
-
-def _export_rows(engine) -> list[dict]:
-    """The study's own export rows; plain SQL over its tables when study/ cannot be imported."""
-    try:
-        from study.service import StudyService  # noqa: PLC0415
-    except ImportError:
-        StudyService = None  # noqa: N806
-    if StudyService is not None:
-        return [dict(r) for r in StudyService(engine).export_rows()]
-    import sqlalchemy as sa  # noqa: PLC0415
-
-    try:
-        with engine.connect() as conn:
-            sql = EXPORT_SQL.format(online=ONLINE_SQL)
-            rows = [dict(r._mapping) for r in conn.execute(sa.text(sql))]
-    except sa.exc.SQLAlchemyError:  # a database from before the online study
-        with engine.connect() as conn:
-            rows = [dict(r._mapping) for r in conn.execute(sa.text(EXPORT_SQL.format(online="")))]
-    for r in rows:  # `correct` is derived; validate() recomputes it from the two expressions anyway
-        r["correct"] = int(r["expression_chosen"] == r["expression_true"])
-        r["answered_at"] = _iso_utc(r["answered_at"])
-    return rows
-
-
-def _iso_utc(value) -> str:
-    """The export's ISO 8601 UTC form of a stored time (SQLite keeps naive UTC text)."""
-    from datetime import UTC, datetime  # noqa: PLC0415
-
-    if value is None:
-        return ""
-    t = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    t = t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
-    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from analysis import stats  # noqa: E402
-from analysis.load import StudyData, StudyDataError, default_db_url, read_csv, read_db  # noqa: E402
+from analysis.load import StudyData, StudyDataError, read_csv, read_db  # noqa: E402
 from analysis.tables import (  # noqa: E402
     SIMULATED_BANNER,
     fmt_num,
@@ -105,7 +105,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 def load(args: argparse.Namespace) -> StudyData:
     if args.csv:
         return read_csv(args.csv)
-    return read_db(args.db or default_db_url())
+    return read_db(args.db)
 
 
 def analyse(data: StudyData, rules: stats.Exclusions, n_boot: int = 2000, seed: int = 0) -> dict:

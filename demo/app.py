@@ -16,6 +16,7 @@ import gradio as gr  # noqa: E402
 from demo import about, service  # noqa: E402
 from model.config import WEIGHTS_DIR  # noqa: E402
 from model.methods import METHODS  # noqa: E402
+from study.app import build_study_tab  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -213,12 +214,8 @@ def _pick(visit, evt: gr.SelectData):
 
 
 def _study_tab() -> None:
-    """Mount the rater study as a tab when study/ provides it; otherwise say why it is missing."""
-    try:
-        from study.app import build_study_tab
-    except ImportError as err:
-        log.info("study tab not mounted: %s", err)
-        return
+    """Mount the rater study as a tab; a study that cannot start (its database, its stimuli)
+    says why in the tab instead of taking the demo down."""
     try:
         build_study_tab()  # its own tab, on the study's default database ($UNMASK_STUDY_DB, ...)
     except Exception as err:  # a broken study must not take the demo down

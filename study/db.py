@@ -40,8 +40,7 @@ def make_engine(db: str | Path | None = None, *, echo: bool = False) -> Engine:
     url = make_url(database_url(db))
     if url.get_backend_name() != "sqlite":
         engine = create_engine(url, echo=echo, pool_pre_ping=True)
-        Base.metadata.create_all(engine)
-        add_missing_columns(engine)
+        upgrade_schema(engine)
         return engine
 
     if url.database and url.database != ":memory:":
@@ -71,9 +70,15 @@ def make_engine(db: str | Path | None = None, *, echo: bool = False) -> Engine:
         mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
         conn.exec_driver_sql(f"BEGIN {mode}")
 
+    upgrade_schema(engine)
+    return engine
+
+
+def upgrade_schema(engine: Engine) -> None:
+    """Bring a database to this schema: missing tables made, newer nullable columns added
+    (an older study database stays readable; nothing is dropped or changed)."""
     Base.metadata.create_all(engine)
     add_missing_columns(engine)
-    return engine
 
 
 def add_missing_columns(engine: Engine) -> list[str]:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import pytest
+import sqlalchemy
 
 from analysis import report
 from analysis.simulate import SimConfig, simulate, write
@@ -112,11 +112,12 @@ def test_bad_input_is_a_clear_error_not_a_traceback(tmp_path):
 
 def _write_study_db(path: Path, trials: pd.DataFrame) -> str:
     """Write trials into a study database through study/schema.py's models (a real SQLite file)."""
-    schema = pytest.importorskip("study.schema", reason="study/ not in this checkout yet")
     from datetime import UTC, datetime
 
     from sqlalchemy import create_engine
     from sqlalchemy.orm import Session
+
+    from study import schema
 
     url = f"sqlite:///{path}"
     engine = create_engine(url)
@@ -169,7 +170,6 @@ def _write_study_db(path: Path, trials: pd.DataFrame) -> str:
 
 
 def test_report_on_a_study_database_matches_the_csv(tmp_path):
-    pytest.importorskip("study.service", reason="study.service not in this checkout yet")
     trials = simulate(SMALL)
     url = _write_study_db(tmp_path / "study.sqlite", trials)
     csv = tmp_path / "study_export_simulated.csv"
@@ -183,17 +183,24 @@ def test_report_on_a_study_database_matches_the_csv(tmp_path):
         pd.testing.assert_frame_equal(a, b)
 
 
-def test_plain_sql_fallback_equals_the_study_export(tmp_path, monkeypatch):
-    pytest.importorskip("study.service", reason="study.service not in this checkout yet")
+def test_database_read_equals_the_study_export(tmp_path):
+    """The analysis reads a database through the study's own export: the same trials as the
+    CSV that `unmask study export` writes from it, also from a database older than the online
+    columns and the browser-events table (upgraded on the way, as the study's engine does)."""
     from analysis import load
+    from model.cli import main as unmask
 
     trials = simulate(SimConfig(participants=2, per_expression=1, inattentive=0))
     url = _write_study_db(tmp_path / "s.sqlite", trials)
-    via_service = load.read_db(url).trials
-    monkeypatch.setitem(sys.modules, "study.service", None)  # import now fails: SQL path
-    via_sql = load.read_db(url).trials
-    pd.testing.assert_frame_equal(via_service, via_sql)
-    assert len(via_sql) == len(trials)
+    with sqlalchemy.create_engine(url).begin() as conn:  # as before the online study
+        conn.exec_driver_sql("DROP TABLE browser_events")
+        conn.exec_driver_sql("ALTER TABLE participants DROP COLUMN viewport_width")
+    via_db = load.read_db(url).trials
+    export = tmp_path / "export.csv"
+    assert unmask(["study", "export", "--db", url, "--out", str(export)]) == 0
+    via_csv = load.read_csv(export).trials
+    pd.testing.assert_frame_equal(via_db, via_csv)
+    assert len(via_db) == len(trials)
 
 
 def test_default_output_is_a_new_run_folder_not_results(tmp_path, monkeypatch, capsys):

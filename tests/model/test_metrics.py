@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from model import faces
 from model import metrics as M
 
 
@@ -111,9 +112,6 @@ def test_nme_hand_computed():
 
 @pytest.fixture(scope="module")
 def aligned_astronaut(astronaut):
-    faces = pytest.importorskip(
-        "model.faces", reason="model.faces (the faces helper) not in the tree yet"
-    )
     return faces.find_and_align(astronaut)
 
 
