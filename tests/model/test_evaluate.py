@@ -4,7 +4,6 @@ built by the real `unmask data build` from generated astronaut variants (CPU, un
 from __future__ import annotations
 
 import csv
-import importlib.util
 import math
 
 import numpy as np
@@ -69,8 +68,6 @@ def _variants(astronaut: np.ndarray) -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory, astronaut):
-    if importlib.util.find_spec("model.data") is None:
-        pytest.skip("model.data (`unmask data build`, the data helper's) is not in the tree yet")
     root = tmp_path_factory.mktemp("eval")
     faces = root / "faces"
     faces.mkdir()
@@ -84,8 +81,6 @@ def tiny_dataset(tmp_path_factory, astronaut):
 
 
 def test_eval_end_to_end(tiny_dataset, tmp_path):
-    pytest.importorskip("model.methods.telea", reason="telea method not in the tree yet")
-    pytest.importorskip("model.methods.gan", reason="GAN methods not in the tree yet")
     root, data = tiny_dataset
     from model.data import load_split
 
@@ -152,7 +147,6 @@ def test_eval_end_to_end(tiny_dataset, tmp_path):
 
 
 def test_missing_weights_are_a_note_not_a_crash(tiny_dataset, tmp_path):
-    pytest.importorskip("model.methods.gan", reason="GAN methods not in the tree yet")
     _, data = tiny_dataset
     from model.data import load_split
 
@@ -169,7 +163,6 @@ def test_missing_weights_are_a_note_not_a_crash(tiny_dataset, tmp_path):
 
 
 def test_eval_run_checkpoints_table1(tiny_dataset, tmp_path):
-    pytest.importorskip("model.train", reason="the trainer is not in the tree yet")
     _, data = tiny_dataset
     run = tmp_path / "run"
     train = ["train", "--method", "pix2pix_mask", "--data", str(data), "--preset", "tiny"]
@@ -215,7 +208,6 @@ def test_eval_segmenter_on_a_built_split(tiny_dataset, tmp_path):
 
 def test_default_output_is_a_new_run_folder_not_results(tiny_dataset, tmp_path, monkeypatch):
     """README step 3 rewrote the committed results/metrics/table2.* and the figures."""
-    pytest.importorskip("model.methods.telea", reason="telea method not in the tree yet")
     from model.config import RESULTS_DIR
     from model.data import load_split
 
