@@ -30,9 +30,11 @@ from analysis.tables import (  # noqa: E402
 )
 from model.config import new_run_dir  # noqa: E402
 from model.methods.registry import METHODS  # noqa: E402
+from study.cli import HelpFormatter  # noqa: E402
 
+DESCRIPTION = __doc__.split("\n\n", 1)[1].strip()  # the docstring's paragraph after the usage
 EPILOG = """\
-outputs: table3/4/5 .csv (DESIGN.md's fixed columns) .md .tex; report.md (everything, with the
+outputs: table3/4/5 .csv (docs/DESIGN.md's fixed columns) .md .tex; report.md (everything, with the
 repeated-measures analysis and notes); quality_friedman_posthoc, quality_effect_sizes,
 accuracy_mcnemar, duration_mixed_model, reliability, exclusions, omnibus_tests (.csv); three PNG
 plots. Input that is simulated (file name contains "simulated", or every participant code starts
@@ -48,10 +50,12 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
         "--db",
         metavar="URL",
         help="SQLAlchemy URL of the study database "
-        "(default: $DATABASE_URL or the study's SQLite file)",
+        "(default: $DATABASE_URL, else $UNMASK_STUDY_DB, else study_data/study.sqlite)",
     )
     src.add_argument(
-        "--csv", metavar="FILE", help="long-format export (DESIGN.md) instead of the database"
+        "--csv",
+        metavar="FILE",
+        help="long-format export (docs/DESIGN.md) instead of the database (default: none)",
     )
     ap.add_argument(
         "--out",
@@ -88,9 +92,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
         type=int,
         default=2000,
         metavar="N",
-        help="participant-bootstrap resamples for effect-size CIs (default: %(default)s)",
+        help="participant-bootstrap resamples for effect-size CIs",
     )
-    ap.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: %(default)s)")
+    ap.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     ap.add_argument(
         "--proxy",
         metavar="CSV",
@@ -301,16 +305,19 @@ def terminal_summary(data: StudyData, r: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="analysis/report.py",
-        description=__doc__.splitlines()[0],
+        description=DESCRIPTION,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add_arguments(ap)
-    args = ap.parse_args(argv)
-    return run(args)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser().parse_args(argv))
 
 
 def run(args: argparse.Namespace) -> int:

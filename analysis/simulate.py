@@ -21,6 +21,7 @@ import pandas as pd
 from analysis.load import COLUMNS
 from model.config import EXPRESSIONS, REAL, new_run_dir
 from model.methods.registry import METHODS
+from study.cli import HelpFormatter
 from study.design import QUALITY
 
 
@@ -167,16 +168,26 @@ def write(out_dir: str | Path, cfg: SimConfig = SimConfig()) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     ap.add_argument(
         "--out",
         default=None,
         help="folder for the CSV (default: a new runs/simulate/<UTC time>/)",
     )
-    ap.add_argument("--participants", type=int, default=SimConfig.participants)
-    ap.add_argument("--per-expression", type=int, default=SimConfig.per_expression)
-    ap.add_argument("--inattentive", type=int, default=SimConfig.inattentive)
-    ap.add_argument("--seed", type=int, default=SimConfig.seed)
+    ap.add_argument("--participants", type=int, default=SimConfig.participants, help="raters")
+    ap.add_argument(
+        "--per-expression",
+        type=int,
+        default=SimConfig.per_expression,
+        help="main trials per method and expression, per rater",
+    )
+    ap.add_argument(
+        "--inattentive",
+        type=int,
+        default=SimConfig.inattentive,
+        help="raters answering at random (they fail the catch trials)",
+    )
+    ap.add_argument("--seed", type=int, default=SimConfig.seed, help="random seed")
     a = ap.parse_args(argv)
     cfg = SimConfig(
         participants=a.participants,

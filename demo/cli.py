@@ -12,9 +12,12 @@ DEFAULT_PORT = 7860
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from study.cli import HelpFormatter  # argparse only: no gradio, no torch
+
+    parser.formatter_class = HelpFormatter
     parser.epilog = (
-        "Serves on http://HOST:PORT with the shipped weights, offline. Without --host / --port, "
-        "Gradio's own GRADIO_SERVER_NAME / GRADIO_SERVER_PORT are honoured. UNMASK_UNTRAINED=1 "
+        "Serves on http://HOST:PORT with the shipped weights, offline. Without --host / --port,\n"
+        "Gradio's own GRADIO_SERVER_NAME / GRADIO_SERVER_PORT are honoured. UNMASK_UNTRAINED=1\n"
         "(for tests only) uses randomly initialised networks instead of the weights (noise output)."
     )
     parser.add_argument(

@@ -19,13 +19,41 @@ DEFAULT_STIMULI = REPO_DIR / "study_data" / "stimuli"
 RUN_PREFIX = "/gradio_api/run/"  # Gradio's direct-call route, used by the study's events
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """--help with each option's default: "(default: X)" after its help, unless the help says
+    it already; "none" for an option unset by default; nothing for an on/off flag. Descriptions
+    and epilogs keep their line breaks. (The study's, the demo's and the report's commands.)"""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or not action.option_strings or action.default is False:
+            return text
+        if action.default is None:
+            return f"{text} (default: none)"
+        return super()._get_help_string(action)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = HelpFormatter
     sub = parser.add_subparsers(dest="study_command", metavar="ACTION", required=True)
     db_help = "SQLite file or database URL (default: $DATABASE_URL, else study_data/study.sqlite)"
 
-    b = sub.add_parser("build", help="make the stimulus images and register them in the database")
-    b.add_argument("--faces", type=Path, help="expression-labelled faces (expressions-tw/images)")
-    b.add_argument("--out", type=Path, default=DEFAULT_STIMULI, help="stimuli folder to write")
+    def action(name: str, text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=text, description=text, formatter_class=HelpFormatter)
+
+    b = action("build", "make the stimulus images and register them in the database")
+    b.add_argument(
+        "--faces",
+        type=Path,
+        help="expression-labelled faces, e.g. ../shared/data/expressions-tw/images "
+        "(needed unless --synthetic)",
+    )
+    b.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_STIMULI,
+        help="stimuli folder to write (default: study_data/stimuli in the repository)",
+    )
     b.add_argument(
         "--per-expression",
         type=int,
@@ -35,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "conditions (methods + real) balances every method x expression cell exactly",
     )
     b.add_argument("--methods", default="all", help="'all' or a comma list of method keys")
-    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--seed", type=int, default=0, help="seed of the face choice and masks")
     b.add_argument("--practice", type=int, default=3, help="practice trials (faces not reused)")
     b.add_argument(
         "--catch",
@@ -56,26 +84,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     b.add_argument("--db", default=None, help=db_help)
 
-    s = sub.add_parser("serve", help="serve the rater app (prints the admin token)")
+    s = action("serve", "serve the rater app (prints the admin token)")
     s.add_argument("--db", default=None, help=db_help)
-    s.add_argument("--stimuli", type=Path, default=None, help="override the stored stimuli folder")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=7861)
-    s.add_argument("--token", default=None, help="admin token (default: $UNMASK_STUDY_TOKEN)")
+    s.add_argument(
+        "--stimuli",
+        type=Path,
+        default=None,
+        help="stimuli folder (default: the one `study build` stored in the database)",
+    )
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    s.add_argument("--port", type=int, default=7861, help="port to listen on")
+    s.add_argument(
+        "--token",
+        default=None,
+        help="admin token (default: $UNMASK_STUDY_TOKEN, else a new random one, printed)",
+    )
     s.add_argument(
         "--root-path",
         default="",
         help="the public path prefix behind a reverse proxy (e.g. /study when nginx forwards "
-        "https://example.org/study/ to this server); the server still listens at /",
+        "https://example.org/study/ to this server); the server still listens at / "
+        "(default: none, served at the root)",
     )
     o = s.add_argument_group("online recruitment (all off by default: a lab study)")
     o.add_argument(
         "--participant-param",
         default="PROLIFIC_PID",
-        help="URL parameter holding the participant code (default: %(default)s)",
+        help="URL parameter holding the participant code",
     )
-    o.add_argument("--study-param", default="STUDY_ID", help="default: %(default)s")
-    o.add_argument("--session-param", default="SESSION_ID", help="default: %(default)s")
+    o.add_argument("--study-param", default="STUDY_ID", help="URL parameter holding the study id")
+    o.add_argument(
+        "--session-param", default="SESSION_ID", help="URL parameter holding the session id"
+    )
     o.add_argument("--completion-code", default=None, help="code shown on the thank-you page")
     o.add_argument(
         "--completion-url",
@@ -103,10 +143,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--redirect-delay-ms",
         type=int,
         default=3000,
-        help="how long the end page shows its code before redirecting (default: %(default)s)",
+        help="how long the end page shows its code before redirecting",
     )
 
-    e = sub.add_parser("export", help="write the long-format CSV (DESIGN.md columns)")
+    e = action("export", "write the long-format CSV (one row an answered trial; docs/DESIGN.md)")
     e.add_argument("--db", default=None, help=db_help)
     e.add_argument(
         "--out",
