@@ -1,4 +1,4 @@
-"""Read the study's long-format trials (DESIGN.md export CSV, or the study database) and validate them.
+"""Read the study's long-format trials (docs/DESIGN.md export CSV, or the study database) and validate them.
 
 Everything downstream (stats, tables, plots, report) takes the `StudyData` this module returns.
 """
@@ -20,7 +20,7 @@ from study.db import database_url, upgrade_schema
 from study.design import QUALITY
 from study.service import StudyService
 
-# The DESIGN.md long-format export: column -> kind ("str", "int", "float", "flag").
+# The docs/DESIGN.md long-format export: column -> kind ("str", "int", "float", "flag").
 COLUMNS: dict[str, str] = {
     "participant_id": "str",
     "trial_index": "int",
@@ -36,7 +36,7 @@ COLUMNS: dict[str, str] = {
     "is_catch": "flag",
     "answered_at": "str",
 }
-# Online-study columns the export adds after DESIGN.md's: kept when present (exclusion rules).
+# Online-study columns the export adds after docs/DESIGN.md's: kept when present (exclusion rules).
 OPTIONAL_COLUMNS: dict[str, str] = {
     "screened_out": "str",
     "viewport_width": "float",
@@ -61,7 +61,7 @@ class StudyDataError(ValueError):
 
 @dataclass
 class StudyData:
-    """Validated trials (one row a trial, DESIGN.md columns and dtypes) and what was noticed on the way."""
+    """Validated trials (one row a trial, docs/DESIGN.md columns and dtypes) and what was noticed on the way."""
 
     trials: pd.DataFrame
     methods: list[str]  # analysis order: registry order, then unknown keys, then masked, real last
@@ -71,7 +71,7 @@ class StudyData:
 
     @property
     def main(self) -> pd.DataFrame:
-        """The analysed trials: practice and catch trials left out (DESIGN.md)."""
+        """The analysed trials: practice and catch trials left out (docs/DESIGN.md)."""
         t = self.trials
         return t[(t["is_practice"] == 0) & (t["is_catch"] == 0)]
 
@@ -119,7 +119,7 @@ def validate(raw: pd.DataFrame, source: str) -> StudyData:
     if missing:
         raise StudyDataError(
             f"{source}: missing column(s) {', '.join(missing)}; the long-format export needs "
-            f"{', '.join(COLUMNS)} (DESIGN.md, 'Study: what is stored and exported')"
+            f"{', '.join(COLUMNS)} (docs/DESIGN.md, 'Study: the export')"
         )
     known = {*COLUMNS, *OPTIONAL_COLUMNS, *KNOWN_EXTRA}
     extra = [c for c in raw.columns if c not in known]

@@ -1,7 +1,7 @@
 """The study's statistics: the paper's Tables 3-5 and tests (Yoshihashi et al. 2022), and the
 repeated-measures analysis beyond it (Friedman, Cochran's Q / McNemar, RM-ANOVA, effect sizes, reliability).
 
-Every function takes the analysed trials (DESIGN.md long format, practice and catch left out)
+Every function takes the analysed trials (docs/DESIGN.md long format, practice and catch left out)
 and the method order, never crashes on thin data, and says in `messages` what it could not do.
 """
 
@@ -191,7 +191,7 @@ def _mean_sd(x) -> tuple[float, float]:
     x = np.asarray(x, dtype=float)
     x = x[np.isfinite(x)]
     mean = float(x.mean()) if len(x) else np.nan
-    sd = float(x.std(ddof=1)) if len(x) > 1 else np.nan  # sample SD, ddof=1 (DESIGN.md)
+    sd = float(x.std(ddof=1)) if len(x) > 1 else np.nan  # sample SD, ddof=1 (docs/DESIGN.md)
     return mean, sd
 
 

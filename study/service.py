@@ -44,7 +44,7 @@ from study.schema import (
 
 _P, _T, _R, _S, _E = (m.__table__ for m in (Participant, Trial, Response, Stimulus, BrowserEvent))
 
-# DESIGN.md's long-format export, in this order.
+# docs/DESIGN.md's long-format export, in this order.
 EXPORT_COLUMNS = (
     "participant_id",
     "trial_index",
@@ -59,7 +59,7 @@ EXPORT_COLUMNS = (
     "is_practice",
     "is_catch",
     "answered_at",
-    # Online recruitment and the browser (after DESIGN.md's columns, so old readers still work).
+    # Online recruitment and the browser (after docs/DESIGN.md's columns, so old readers still work).
     "code_source",
     "recruitment_study_id",
     "recruitment_session_id",
@@ -1089,7 +1089,7 @@ class StudyService:
         ]
 
     def export_rows(self) -> list[dict]:
-        """One dict a answered trial (DESIGN.md columns), by participant then trial index."""
+        """One dict a answered trial (docs/DESIGN.md columns), by participant then trial index."""
         with self._read() as s:
             q = (
                 select(Participant, Trial, Stimulus, Response)

@@ -25,7 +25,7 @@ HAND_TRIALS = [
 
 
 def hand_frame(practice_and_catch: bool = True) -> pd.DataFrame:
-    """The hand fixture as a DESIGN.md export; P1 also has a practice and a (failed) catch trial
+    """The hand fixture as a docs/DESIGN.md export; P1 also has a practice and a (failed) catch trial
     with absurd values that must never reach a table."""
     rows = []
     per_pid: dict[str, int] = {}

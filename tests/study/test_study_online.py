@@ -1,6 +1,6 @@
 """Online recruitment in the service, on a real SQLite file: link ids, one participation per
 code (a second visit resumes), the attention-check screen-out, the small-screen refusal, focus
-and blur events, the export's new columns (after DESIGN.md's), and an older database upgraded."""
+and blur events, the export's new columns (after docs/DESIGN.md's), and an older database upgraded."""
 
 from __future__ import annotations
 
