@@ -28,18 +28,19 @@ HELPERS = {
     "method's training loss compares the jaw points of its output and of the real face.",
 }
 
-# How validation metrics read on the page: key -> (name, format); others are shown as they are.
-METRIC_NAMES = {
-    "psnr": ("PSNR", "{:.2f} dB"),
-    "ssim": ("SSIM", "{:.3f}"),
-    "mse_mask": ("MSE (mask)", "{:,.0f}"),
-    "lpips": ("LPIPS", "{:.3f}"),
-    "iou": ("IoU", "{:.3f}"),
-    "error_px": ("landmark error", "{:.1f} px"),
-    "jaw_error_px": ("jaw error", "{:.1f} px"),
-}
-
 CardLink = Callable[[Path], str]  # card file -> URL the page can open
+
+
+def _metric_text(name: str, value: float) -> str:
+    """A card's validation figure as the page shows it: the metrics table's title, brief format
+    and unit ("PSNR 22.84 dB"); a metric the table does not know is shown as it is."""
+    from model.metrics import metric
+
+    try:
+        m = metric(name)
+    except KeyError:
+        return f"{name} {value:.4g}"
+    return f"{m.title} {m.brief.format(value)}" + (f" {m.unit}" if m.unit else "")
 
 
 def read_card(key: str, weights_dir: Path = WEIGHTS_DIR) -> dict[str, Any] | None:
@@ -241,8 +242,7 @@ def _validation(card: dict) -> str:
         number = _number(value)
         if number is None:
             continue
-        label, fmt = METRIC_NAMES.get(name, (name, "{:.4g}"))
-        shown.append(f"{label} {fmt.format(number)}")
+        shown.append(_metric_text(name, number))
     data = card.get("data") if isinstance(card.get("data"), dict) else {}
     faces = _number(data.get("val_faces"))
     on = f" (on {faces:.0f} validation faces)" if faces else ""

@@ -23,18 +23,11 @@ import torch
 
 from model import metrics as M
 from model.config import MASKED, new_run_dir, shared_data_dir
-from model.methods.registry import METHODS
+from model.methods.registry import METHODS, parse
+from model.run_folder import RunFolder
 
-# (column, header in the Markdown tables, decimals). Arrows: which way is better.
-METRICS: tuple[tuple[str, str, int], ...] = (
-    ("mse", "MSE (mask) ↓", 1),
-    ("psnr", "PSNR dB ↑", 2),
-    ("ssim", "SSIM ↑", 4),
-    ("lpips", "LPIPS ↓", 4),
-    ("identity", "Identity dist. ↓", 4),
-    ("landmark_nme", "Landmark NME ↓", 4),
-)
-FACE_METRICS = ("identity", "landmark_nme")  # dlib-based, computed per image on the CPU
+# The columns of Tables 1 and 2, in order, from the one metrics table.
+METRICS = M.OUTPUT_METRICS
 FIGURE_ROWS = 8
 
 
@@ -168,18 +161,6 @@ def machine() -> str:
 
 
 @dataclass
-class FaceRef:
-    """What the face metrics need from the real face, computed once per image."""
-
-    landmarks: (
-        np.ndarray
-    )  # (68, 2) dataset landmarks on the aligned face: the alignment for descriptors
-    descriptor: np.ndarray  # (128,) dlib descriptor of the real face
-    box: tuple[int, int, int, int]  # face box on the real face; every landmark fit uses it
-    fitted: np.ndarray  # (68, 2) dlib's points fitted on the real face in `box` (NME reference)
-
-
-@dataclass
 class MethodResult:
     key: str
     label: str
@@ -214,20 +195,19 @@ def budget_of(card: dict) -> str:
     return ", ".join(parts)
 
 
-def face_refs(split, progress: bool = True) -> list[FaceRef]:
+def face_refs(split, progress: bool = True) -> list[M.FaceRef]:
     from tqdm import tqdm
 
-    refs = []
-    for real, lms in tqdm(
-        zip(split.face, split.landmarks, strict=True),
-        total=len(split.ids),
-        desc="real faces (dlib)",
-        disable=not progress,
-        file=sys.stderr,
-    ):
-        box = M.reference_box(real, lms)
-        refs.append(FaceRef(lms, M.face_descriptor(real, lms), box, M.fit_landmarks(real, box)))
-    return refs
+    return [
+        M.FaceRef.of(real, lms)
+        for real, lms in tqdm(
+            zip(split.face, split.landmarks, strict=True),
+            total=len(split.ids),
+            desc="real faces (dlib)",
+            disable=not progress,
+            file=sys.stderr,
+        )
+    ]
 
 
 def _sync(device: torch.device) -> None:
@@ -243,7 +223,7 @@ def evaluate_outputs(
     *,
     device: torch.device,
     batch: int,
-    refs: list[FaceRef] | None,
+    refs: list[M.FaceRef] | None,
     keep: Sequence[int] = (),
     progress: bool = True,
 ) -> tuple[MethodResult, dict[int, np.ndarray]]:
@@ -281,24 +261,14 @@ def evaluate_outputs(
         # Score what a user would get: the output quantised to uint8, as a saved image.
         out_u8 = M.to_uint8(out)  # (B, H, W, 3)
         out = M.to_tensor(out_u8).to(device)
-        values = {
-            "mse": M.mse_masked_batch(out, real, mask),
-            "psnr": M.psnr_batch(out, real),
-            "ssim": M.ssim_batch(out, real),
-            "lpips": M.lpips_batch(out, real),
-        }
-        values = {k: v.cpu().tolist() for k, v in values.items()}
+        values = {m.name: m.batch(out, real, mask).cpu().tolist() for m in METRICS if m.batch}
         for j, i in enumerate(range(start, stop)):
             row = {"id": split.ids[i], "method": key}
-            row.update({k: values[k][j] for k in values})
-            if refs is not None:
-                ref = refs[i]
-                row["identity"] = float(
-                    np.linalg.norm(M.face_descriptor(out_u8[j], ref.landmarks) - ref.descriptor)
-                )
-                row["landmark_nme"] = M.nme(M.fit_landmarks(out_u8[j], ref.box), ref.fitted)
-            else:
-                row["identity"] = row["landmark_nme"] = math.nan
+            for m in METRICS:  # in table order: the per-image CSV's columns
+                if m.batch:
+                    row[m.name] = values[m.name][j]
+                else:  # a face metric (dlib, per image); NaN when they are switched off
+                    row[m.name] = math.nan if refs is None else m.face(out_u8[j], refs[i])
             result.rows.append(row)
             if i in keep:
                 kept[i] = out_u8[j]
@@ -335,13 +305,11 @@ def load_methods(
 
 
 def parse_methods(text: str) -> list[str]:
-    if text.strip() in ("", "all"):
-        return list(METHODS)
-    keys = [k.strip() for k in text.split(",") if k.strip() and k.strip() != MASKED]
-    unknown = [k for k in keys if k not in METHODS]
-    if unknown:
-        raise SystemExit(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
-    return keys
+    """--methods ("all" or comma-separated keys) in registry order; exits naming unknown keys."""
+    try:
+        return parse(text)
+    except ValueError as err:
+        raise SystemExit(f"unmask: {err}") from err
 
 
 # ---- tables ------------------------------------------------------------------------------------
@@ -358,9 +326,9 @@ def _fmt(s: Summary, decimals: int) -> str:
 def _summary_columns(rows: list[dict]) -> dict[str, object]:
     """mean, ci95 half-width and n for each metric, as flat CSV columns."""
     out: dict[str, object] = {}
-    for name, _, _ in METRICS:
-        s = summarise([r[name] for r in rows])
-        out[f"{name}_mean"], out[f"{name}_ci95"], out[f"{name}_n"] = s.mean, s.ci95, s.n
+    for m in METRICS:
+        s = summarise([r[m.name] for r in rows])
+        out[f"{m.name}_mean"], out[f"{m.name}_ci95"], out[f"{m.name}_n"] = s.mean, s.ci95, s.n
     return out
 
 
@@ -391,7 +359,7 @@ def write_table2(out_dir: Path, results: list[MethodResult], context: dict[str, 
     _write_csv(out_dir / "table2.csv", rows)
     _write_csv(out_dir / "per_image.csv", [row for r in results for row in r.rows])
 
-    header = ["Method", "n", *(h for _, h, _ in METRICS), "ms / image"]
+    header = ["Method", "n", *(m.header for m in METRICS), "ms / image"]
     lines = [
         f"# Table 2: methods on the {context['split']} split",
         "",
@@ -402,7 +370,7 @@ def write_table2(out_dir: Path, results: list[MethodResult], context: dict[str, 
         if r.note:
             continue
         cells = [r.label if r.key != MASKED else "Masked input (floor)", str(len(r.rows))]
-        cells += [_fmt(summarise([row[k] for row in r.rows]), d) for k, _, d in METRICS]
+        cells += [_fmt(summarise([row[m.name] for row in r.rows]), m.decimals) for m in METRICS]
         cells.append("–" if math.isnan(r.ms_per_image) else f"{r.ms_per_image:.1f}")
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", *_notes(context, results)]
@@ -417,13 +385,9 @@ def _notes(context: dict[str, str], results: list[MethodResult]) -> list[str]:
         f"{context['machine']} (device `{context['device']}`).",
         "- Values: mean ± half-width of the t-based 95% confidence interval over images "
         "(t(0.975, n-1) · sd / √n); n = images with a finite value (PSNR is infinite on an exact copy).",
-        "- MSE: Yoshihashi et al. Eq. 5, per mask pixel the sum over R, G, B of the squared 0–255 "
-        "error, averaged over the mask. PSNR and SSIM (Gaussian window 11, σ 1.5): whole 256² RGB "
-        "image, data range 255. LPIPS: v0.1, AlexNet, whole image.",
-        "- Identity distance: Euclidean distance of dlib's 128-d face descriptors (output vs real, "
-        "both aligned by the real face's landmarks; dlib's same-person threshold is 0.6). Landmark "
-        "NME: dlib's 68 points fitted on the output vs on the real face (same box), mean error / "
-        "outer-eye-corner distance.",
+        # The definitions from the metrics table: the tensor metrics, then the dlib face metrics.
+        "- " + " ".join(m.definition for m in METRICS if m.batch),
+        "- " + " ".join(m.definition for m in METRICS if m.face),
     ]
     if context.get("run") is None:
         notes.append(
@@ -469,9 +433,9 @@ def write_table1(
         "| Metric | " + " | ".join(f"step {s}" for s in steps) + " |",
         "|---|" + "---:|" * len(steps),
     ]
-    for key, header, decimals in METRICS:
-        cells = [_fmt(summarise([row[key] for row in r.rows]), decimals) for _, r in results]
-        lines.append(f"| {header} | " + " | ".join(cells) + " |")
+    for m in METRICS:
+        cells = [_fmt(summarise([row[m.name] for row in r.rows]), m.decimals) for _, r in results]
+        lines.append(f"| {m.header} | " + " | ".join(cells) + " |")
     lines += ["", *_notes(context, [])]
     (out_dir / "table1.md").write_text("\n".join(lines) + "\n")
 
@@ -655,45 +619,17 @@ def run_table2(args) -> int:
     return 0
 
 
-def checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
-    """(step, path) of runs/<name>/checkpoints/step_XXXXXXX.pt, by step."""
-    found = []
-    for p in (run_dir / "checkpoints").glob("step_*.pt"):
-        try:
-            found.append((int(p.stem.split("_", 1)[1]), p))
-        except ValueError:
-            continue
-    return sorted(found)
-
-
-def _run_data_dir(run_dir: Path) -> Path | None:
-    """The dataset a run trained on, from its resolved config.toml (any `data`/`data_dir` key)."""
-    import tomllib
-
-    cfg_path = run_dir / "config.toml"
-    if not cfg_path.is_file():
-        return None
-    stack = [tomllib.loads(cfg_path.read_text())]
-    while stack:
-        d = stack.pop()
-        for k, v in d.items():
-            if k in ("data", "data_dir") and isinstance(v, str):
-                return Path(v)
-            if isinstance(v, dict):
-                stack.append(v)
-    return None
-
-
 def run_table1(args) -> int:
     from model.methods.gan import from_checkpoint
 
     device = _device(args.device)
-    steps = checkpoints(args.run)
+    run = RunFolder(args.run)
+    steps = run.checkpoints()
     if not steps:
         raise SystemExit(f"no checkpoints/step_*.pt in {args.run}")
-    args.data = args.data or _run_data_dir(args.run)
+    args.data = args.data or run.data_dir()
     if args.data is None:
-        raise SystemExit(f"--data is needed: {args.run}/config.toml names no dataset")
+        raise SystemExit(f"--data is needed: {run.config_path} names no dataset")
     split = _load_split(args.data, args.split, args.limit)
     refs = None if args.no_face_metrics else face_refs(split)
     results, key = [], "?"
@@ -721,28 +657,15 @@ def run_table1(args) -> int:
 def learning_curve_figure(run_dir: Path, path: Path) -> Path | None:
     """The run's validation metrics (log.jsonl "val" rows) against training wall-clock minutes: how
     fast a method learns on the hardware it ran on. None when the run logged no validation."""
-    import json
-
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    log = Path(run_dir) / "log.jsonl"
-    rows = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
-    rows = [r for r in rows if r.get("kind") == "val"]
+    rows = RunFolder(run_dir).log("val")
     if not rows:
         return None
-    panels = [
-        (k, t)
-        for k, t in (
-            ("mse_mask", "MSE (mask) ↓"),
-            ("psnr", "PSNR dB ↑"),
-            ("ssim", "SSIM ↑"),
-            ("lpips", "LPIPS ↓"),
-        )
-        if k in rows[0]
-    ]
+    panels = [(m.key, m.header) for m in M.BATCH_METRICS if m.key in rows[0]]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 2.8), squeeze=False)
     minutes = [r["wall_s"] / 60 for r in rows]
     for ax, (k, title) in zip(axes[0], panels, strict=True):

@@ -476,11 +476,6 @@ class Bundles:
         return name
 
 
-def _last(paths) -> Path | None:
-    paths = sorted(paths)
-    return paths[-1] if paths else None
-
-
 def _metrics_text(val: dict) -> str:
     return ", ".join(f"{k} {v:.4g}" for k, v in val.items())
 
@@ -679,15 +674,16 @@ def train_all(args: argparse.Namespace) -> int:
 
 
 def _progress(run: Path) -> dict:
-    log = run / "log.jsonl"
-    if not log.exists():
-        return {}
-    lines = log.read_text().splitlines()
-    last = json.loads(lines[-1]) if lines else {}
+    from model.run_folder import RunFolder
+
+    rows = RunFolder(run).log()
+    last = rows[-1] if rows else {}
     return {k: last.get(k) for k in ("step", "images_seen", "wall_s")}
 
 
 def _collect(key: str, rc, work: Path, bundles: Bundles, batch: int, event) -> dict:
+    from model.run_folder import RunFolder
+
     run = work / "runs" / key
     summary = (
         json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else {}
@@ -700,12 +696,11 @@ def _collect(key: str, rc, work: Path, bundles: Bundles, batch: int, event) -> d
         else f"failed ({rc})" if rc != 0 or "weights" not in summary
         else "budget" if summary.get("stopped_by_budget") else "done"
     )  # fmt: skip
-    weights = [(f"{key}/weights/{p.name}", p) for p in sorted((run / "weights").glob(f"{key}.*"))]
-    small = [
-        (f"{key}/{n}", run / n)
-        for n in ("summary.json", "calib.json", "log.jsonl", "config.toml", "worker.log")
-    ]
-    sample = _last((run / "samples").glob("step_*.png"))
+    folder = RunFolder(run)
+    weights = [(f"{key}/weights/{p.name}", p) for p in sorted(folder.weights_dir.glob(f"{key}.*"))]
+    logs = (run / "summary.json", run / "calib.json", folder.log_path, folder.config_path)
+    small = [(f"{key}/{p.name}", p) for p in (*logs, run / "worker.log")]
+    sample = folder.last_sample()
     optional = [(f"{key}/samples/{sample.name}", sample)] if sample else []
     where = bundles.add(weights + small, optional) if weights else bundles.add(small, [])
     if status.startswith(("failed", "cut")):

@@ -1,5 +1,6 @@
-"""Image-quality metrics with the definitions fixed in DESIGN.md: masked MSE (Yoshihashi Eq. 5),
-PSNR, SSIM, LPIPS, plus identity distance (dlib face descriptors) and landmark NME (dlib 68 points).
+"""Image-quality metrics (definitions in docs/DESIGN.md): masked MSE (Yoshihashi Eq. 5), PSNR,
+SSIM, LPIPS, identity distance (dlib face descriptors), landmark NME (dlib 68 points), and
+`METRICS`, the one table of every metric's name, direction, format and function.
 
 Each has a numpy single-image form (uint8 (H, W, 3) RGB, bool (H, W) mask) and, where it is
 pure tensor maths, a batched torch form (float (B, 3, H, W) in [-1, 1]) for the eval loop.
@@ -8,6 +9,8 @@ pure tensor maths, a batched torch form (float (B, 3, H, W) in [-1, 1]) for the 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
@@ -272,3 +275,133 @@ def landmark_nme(pred: np.ndarray, real: np.ndarray, real_landmarks: np.ndarray)
     _check_pair(pred, real)
     box = reference_box(real, real_landmarks)
     return nme(fit_landmarks(pred, box), fit_landmarks(real, box))
+
+
+# ---- what the face metrics need from the real face ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class FaceRef:
+    """The real face's side of the face metrics, computed once per image."""
+
+    landmarks: np.ndarray  # (68, 2) dataset landmarks on the aligned face: the descriptor alignment
+    descriptor: np.ndarray  # (128,) dlib descriptor of the real face
+    box: tuple[int, int, int, int]  # face box on the real face; every landmark fit uses it
+    fitted: np.ndarray  # (68, 2) dlib's points fitted on the real face in `box` (NME reference)
+
+    @classmethod
+    def of(cls, real: np.ndarray, real_landmarks: np.ndarray) -> FaceRef:
+        box = reference_box(real, real_landmarks)
+        return cls(
+            real_landmarks,
+            face_descriptor(real, real_landmarks),
+            box,
+            fit_landmarks(real, box),
+        )
+
+
+def _identity_from_ref(out: np.ndarray, ref: FaceRef) -> float:
+    return float(np.linalg.norm(face_descriptor(out, ref.landmarks) - ref.descriptor))
+
+
+def _nme_from_ref(out: np.ndarray, ref: FaceRef) -> float:
+    return nme(fit_landmarks(out, ref.box), ref.fitted)
+
+
+# ---- the metrics table --------------------------------------------------------------------------
+
+BatchFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+FaceFn = Callable[[np.ndarray, FaceRef], float]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One row of `METRICS`: everything a table, a log, a model card or a promotion needs."""
+
+    name: str  # the column in Tables 1 and 2 (CSV: <name>_mean, <name>_ci95, <name>_n)
+    title: str  # what a reader sees ("PSNR")
+    unit: str  # printed after a value ("dB", "px") or ""
+    lower_is_better: bool
+    decimals: int  # in Tables 1 and 2
+    brief: str  # format of a model card's figure on the demo's About page
+    definition: str = ""  # one sentence for the table notes: how exactly it is computed
+    # The key in training logs (log.jsonl), checkpoints and model cards, when it is not `name`
+    # (kept for the cards already shipped).
+    logged_as: str = ""
+    # Batched form on the eval/validation tensors: pred, real (B, 3, H, W) in [-1, 1], mask
+    # (B, 1, H, W) in {0, 1} -> (B,). None: not computed this way.
+    batch: BatchFn | None = None
+    # Per-image form on a uint8 (H, W, 3) output against its real face (dlib; CPU only).
+    face: FaceFn | None = None
+
+    @property
+    def key(self) -> str:
+        """The name in logs, checkpoints and model cards."""
+        return self.logged_as or self.name
+
+    @property
+    def header(self) -> str:
+        """Column header of the Markdown tables; the arrow says which way is better."""
+        unit = f" {self.unit}" if self.unit else ""
+        return f"{self.title}{unit} {'↓' if self.lower_is_better else '↑'}"
+
+    def better(self, new: float, old: float) -> bool:
+        return new < old if self.lower_is_better else new > old
+
+
+def _psnr3(pred: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return psnr_batch(pred, real)
+
+
+def _ssim3(pred: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return ssim_batch(pred, real)
+
+
+def _lpips3(pred: torch.Tensor, real: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return lpips_batch(pred, real)
+
+
+# fmt: off
+METRICS: tuple[Metric, ...] = (
+    # The inpainting metrics, in the order of the papers' Tables 1 and 2.
+    Metric("mse", "MSE (mask)", "", True, 1, "{:,.0f}",
+           "MSE: Yoshihashi et al. Eq. 5, per mask pixel the sum over R, G, B of the squared 0–255 "
+           "error, averaged over the mask.",
+           logged_as="mse_mask", batch=mse_masked_batch),
+    Metric("psnr", "PSNR", "dB", False, 2, "{:.2f}",
+           "PSNR: whole 256² RGB image, data range 255.", batch=_psnr3),
+    Metric("ssim", "SSIM", "", False, 4, "{:.3f}",
+           "SSIM (Gaussian window 11, σ 1.5): whole 256² RGB image, data range 255.",
+           batch=_ssim3),
+    Metric("lpips", "LPIPS", "", True, 4, "{:.3f}",
+           "LPIPS: v0.1, AlexNet, whole image.", batch=_lpips3),
+    Metric("identity", "Identity dist.", "", True, 4, "{:.3f}",
+           "Identity distance: Euclidean distance of dlib's 128-d face descriptors (output vs "
+           "real, both aligned by the real face's landmarks; dlib's same-person threshold is 0.6).",
+           face=_identity_from_ref),
+    Metric("landmark_nme", "Landmark NME", "", True, 4, "{:.4f}",
+           "Landmark NME: dlib's 68 points fitted on the output vs on the real face (same box), "
+           "mean error / outer-eye-corner distance.",
+           face=_nme_from_ref),
+    # The helpers' validation (computed by their training tasks and model/segmenter_train.py).
+    Metric("iou", "IoU", "", False, 4, "{:.3f}"),
+    Metric("bare_under_1pct", "bare faces under 1% mask", "", False, 4, "{:.3f}"),
+    Metric("bare_area_mean", "mask area on bare faces", "", True, 4, "{:.4f}"),
+    Metric("examples_iou", "IoU on real photos", "", False, 4, "{:.3f}"),
+    Metric("error_px", "landmark error", "px", True, 2, "{:.1f}"),
+    Metric("jaw_error_px", "jaw error", "px", True, 2, "{:.1f}"),
+)
+# fmt: on
+# What evaluation scores every method output on (the columns of Tables 1 and 2).
+OUTPUT_METRICS = tuple(m for m in METRICS if m.batch or m.face)
+# What training validation computes on tensors for an inpainting method.
+BATCH_METRICS = tuple(m for m in METRICS if m.batch)
+
+
+def metric(name: str) -> Metric:
+    """The row whose `name` or logged key is `name`; KeyError names the known ones."""
+    for m in METRICS:
+        if name in (m.name, m.key):
+            return m
+    known = ", ".join(m.key for m in METRICS)
+    raise KeyError(f"unknown metric {name!r} (add its row to model.metrics.METRICS); known: {known}")

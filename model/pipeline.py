@@ -88,9 +88,8 @@ def _method(key: str, untrained: bool):
 
 
 def get_method(key: str):
-    """The built method for `key` (shipped weights, or untrained nets under UNMASK_UNTRAINED=1)."""
-    if key not in METHODS:
-        raise KeyError(f"unknown method {key!r}; known: {', '.join(METHODS)}")
+    """The built method for `key` (shipped weights, or untrained nets under UNMASK_UNTRAINED=1);
+    KeyError for an unknown key (from `load_method`, the one method cache)."""
     return _method(key, untrained_mode())
 
 

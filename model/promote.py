@@ -48,7 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _exported(run: Path) -> tuple[str, Path]:
-    found = sorted((run / "weights").glob("*.safetensors"))
+    from model.run_folder import RunFolder
+
+    found = sorted(RunFolder(run).weights_dir.glob("*.safetensors"))
     if len(found) != 1:
         raise SystemExit(
             f"unmask promote: expected one exported weights file in {run / 'weights'}, found "
@@ -79,30 +81,24 @@ def compare_methods(key: str, run_dir: Path, shipped_dir: Path, data: Path, face
         result, _ = evaluate_outputs(
             key, key, split, method.inpaint_batch, device=dev, batch=16, refs=None
         )
-        for col, _header, _ in METRICS:
-            vals = [r[col] for r in result.rows if r[col] == r[col]]  # drop NaN (face metrics)
+        for m in METRICS:  # the columns of Table 2, from the metrics table
+            vals = [r[m.name] for r in result.rows if r[m.name] == r[m.name]]  # drop NaN (face)
             if vals:
-                out.setdefault(col, [None, None])[0 if name == "run" else 1] = sum(vals) / len(vals)
+                mean = sum(vals) / len(vals)
+                out.setdefault(m.name, [None, None])[0 if name == "run" else 1] = mean
     return {k: tuple(v) for k, v in out.items()}, len(split.ids)
-
-
-def lower_is_better(metric: str) -> bool:
-    from model.evaluate import METRICS
-
-    headers = {col: header for col, header, _ in METRICS}
-    if metric in headers:
-        return "↓" in headers[metric]
-    return any(s in metric for s in ("error", "loss", "mse", "lpips"))
 
 
 def verdict(figures: dict[str, tuple]) -> tuple[int, int]:
     """(metrics where the run is better, metrics compared)."""
+    from model import metrics as M
+
     wins = compared = 0
     for metric, (new, old) in figures.items():
         if new is None or old is None:
             continue
         compared += 1
-        wins += (new < old) if lower_is_better(metric) else (new > old)
+        wins += M.metric(metric).better(new, old)  # direction from the metrics table
     return wins, compared
 
 

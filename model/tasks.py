@@ -166,14 +166,10 @@ class GanTask(Task):
             )
 
     def metrics(self, pred: torch.Tensor, batch: Batch) -> dict[str, torch.Tensor]:
-        from model.metrics import lpips_batch, mse_masked_batch, psnr_batch, ssim_batch
+        from model.metrics import BATCH_METRICS
 
-        return {
-            "mse_mask": mse_masked_batch(pred, batch.face, batch.mask),
-            "psnr": psnr_batch(pred, batch.face),
-            "ssim": ssim_batch(pred, batch.face),
-            "lpips": lpips_batch(pred, batch.face),
-        }
+        # Logged (log.jsonl, model card) under each row's key: mse_mask, psnr, ssim, lpips.
+        return {m.key: m.batch(pred, batch.face, batch.mask) for m in BATCH_METRICS}
 
     def grid_rows(self, pred: torch.Tensor, batch: Batch) -> list[torch.Tensor]:
         return [batch.masked, pred, batch.face]
@@ -303,19 +299,15 @@ def load_regressor(cfg: TrainConfig, device: torch.device) -> nn.Module:
     or a training checkpoint .pt), else the shipped weights in `cfg.weights_dir`."""
     from model.checkpoint import load_weights
     from model.networks import from_architecture
+    from model.run_folder import checkpoint_network, load_checkpoint
 
     if cfg.regressor.endswith(".pt"):
-        ckpt = torch.load(cfg.regressor, map_location="cpu", weights_only=True)
-        arch, state = (
-            ckpt["architectures"]["landmark_regressor"],
-            ckpt["nets"]["landmark_regressor"],
-        )
+        net = checkpoint_network(load_checkpoint(cfg.regressor), "landmark_regressor")
     else:
         where = Path(cfg.regressor).parent if cfg.regressor else cfg.weights_dir
         state, card = load_weights("landmark_regressor", where)
-        arch = card["architecture"]
-    net = from_architecture(arch)
-    net.load_state_dict(state)
+        net = from_architecture(card["architecture"])
+        net.load_state_dict(state)
     net.to(device).eval().requires_grad_(False)
     return net
 

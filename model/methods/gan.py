@@ -1,10 +1,10 @@
-"""Every GAN method, built one way: `RECIPES` says, per registry key, which generator it uses, what
-it reads, whether it composites, and which losses train it; `build` loads its shipped weights.
+"""Every GAN method, built one way from its recipe (the `recipe` of its registry entry: which
+generator it uses, what it reads, whether it composites, which losses train it); `build` loads its
+shipped weights.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,52 +13,10 @@ from torch import nn
 
 from model.config import WEIGHTS_DIR
 from model.methods.base import TensorMethod, keep_known
-from model.methods.registry import METHODS, MethodSpec
+from model.methods.registry import METHODS, GanRecipe, MethodSpec
 
-
-@dataclass(frozen=True)
-class GanRecipe:
-    generator: str  # network name in model.networks.NETWORKS
-    inputs: str  # "rgb": masked face only | "rgb+mask": 4-channel input | "image,mask": forward(image, mask)
-    composite: bool  # keep the known pixels: out = m * G + (1 - m) * input
-    losses: dict[str, float]  # loss term (model/tasks.py) -> weight
-    # Discriminators: name -> PatchGAN options; "local" ones are judged on the mask region only.
-    discriminators: dict[str, dict[str, Any]] = field(default_factory=lambda: {"global": {}})
-    # Train the generator alone (reconstruction terms) for cfg.warmup_steps first.
-    warmup: bool = False
-    # Training only: half the faces get their hole grown by this many px (at 256x256), so the model
-    # also fills holes larger than the mask, as a cautious (dilated) segmenter mask gives at use.
-    grow_px: int = 0
-
-
-RECIPES: dict[str, GanRecipe] = {
-    # Ye 2022, Eq. 3: BCE-with-logits adversarial + 200 * L1; RGB only ("train A").
-    "pix2pix": GanRecipe("unet_pix2pix", "rgb", False, {"adv": 1.0, "l1": 200.0}),
-    # Same with the mask as a 4th input channel ("train B").
-    "pix2pix_mask": GanRecipe("unet_pix2pix", "rgb+mask", False, {"adv": 1.0, "l1": 200.0}),
-    # Ye 2022, Eq. 5: 200 * SSIM loss in place of L1 ("train C").
-    "dilated_se": GanRecipe("unet_dilated_se", "rgb+mask", False, {"adv": 1.0, "ssim": 200.0}),
-    # Yoshihashi et al. 2022, Eq. 3: adv + l1*lambda1 + C1*lambda2 + C2*lambda3 (the paper gives no
-    # lambda values; lambda1 = 100 as its Eq. 1, lambda2/3 put C1 (px) and C2 (0-255^2) on L1's scale).
-    "landmark": GanRecipe(
-        "unet_pix2pix", "rgb", False, {"adv": 1.0, "l1": 100.0, "c1": 1.0, "c2": 0.001}
-    ),
-    # Ours (v2): a gappy-PCA face prior inside the generator fills the hole; the gated U-Net corrects
-    # it, trained with hole-weighted L1, SSIM and LPIPS on the composite, a global and a
-    # mask-region discriminator (spectral norm), and a warm-up without the adversarial terms.
-    "unmask": GanRecipe(
-        "unmask_generator",
-        "image,mask",
-        True,
-        {"adv": 0.5, "adv_local": 0.5, "hole_l1": 20.0, "ssim": 20.0, "perceptual": 30.0},
-        discriminators={
-            "global": {"norm": "spectral"},
-            "local": {"norm": "spectral", "n_layers": 2},
-        },
-        warmup=True,
-        grow_px=4,
-    ),
-}
+# Every GAN method's recipe, from its registry entry (model/methods/registry.py).
+RECIPES: dict[str, GanRecipe] = {k: s.recipe for k, s in METHODS.items() if s.recipe is not None}
 
 
 def input_channels(recipe: GanRecipe) -> int:
@@ -151,12 +109,9 @@ def build(
 
 def from_checkpoint(path: str | Path, device: str | torch.device | None = None) -> GanMethod:
     """The generator of a training checkpoint (runs/<name>/checkpoints/step_*.pt) as a Method."""
-    from model.networks import from_architecture
+    from model.run_folder import checkpoint_network, load_checkpoint
 
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    key = ckpt["key"]
-    net = from_architecture(ckpt["architectures"]["generator"])
-    net.load_state_dict(ckpt["nets"]["generator"])
-    return GanMethod(
-        METHODS[key], net, _device(device), {"checkpoint": str(path), "step": ckpt["step"]}
-    )
+    ckpt = load_checkpoint(path)
+    net = checkpoint_network(ckpt, "generator")
+    card = {"checkpoint": str(path), "step": ckpt["step"]}
+    return GanMethod(METHODS[ckpt["key"]], net, _device(device), card)

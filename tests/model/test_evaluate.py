@@ -12,6 +12,7 @@ from PIL import Image
 
 from model import evaluate as E
 from model.cli import main as unmask
+from model.run_folder import RunFolder
 
 
 def test_summary_is_t_based_and_skips_non_finite():
@@ -30,7 +31,7 @@ def test_checkpoints_sorted_by_step(tmp_path):
     for step in (1000, 50, 300):
         (ck / f"step_{step:07d}.pt").write_bytes(b"")
     (ck / "latest.pt").write_bytes(b"")
-    assert [s for s, _ in E.checkpoints(tmp_path)] == [50, 300, 1000]
+    assert [s for s, _ in RunFolder(tmp_path).checkpoints()] == [50, 300, 1000]
 
 
 def test_parse_methods():
@@ -111,7 +112,7 @@ def test_eval_end_to_end(tiny_dataset, tmp_path):
         "telea",
         "pix2pix_mask",
     ]  # the floor first, then registry order
-    for name, _, _ in E.METRICS:
+    for name in (m.name for m in E.METRICS):
         assert {f"{name}_mean", f"{name}_ci95", f"{name}_n"} <= set(table["telea"])
     assert {"n", "ms_per_image", "machine", "status"} <= set(table["telea"])
     n = int(table["masked"]["n"])
@@ -168,7 +169,7 @@ def test_eval_run_checkpoints_table1(tiny_dataset, tmp_path):
     train = ["train", "--method", "pix2pix_mask", "--data", str(data), "--preset", "tiny"]
     train += ["--steps", "3", "--ckpt-every", "2", "--no-export", "--run-dir", str(run)]
     assert unmask([*train, "--device", "cpu", "--no-progress"]) == 0
-    steps = [s for s, _ in E.checkpoints(run)]
+    steps = [s for s, _ in RunFolder(run).checkpoints()]
     assert len(steps) >= 2
 
     out = tmp_path / "metrics"
