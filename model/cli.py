@@ -30,6 +30,38 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """--help with each option's default: "(default: X)" after its help, unless the help says it
+    already; "none" for an option unset by default; nothing for an on/off flag. Descriptions and
+    epilogs keep their line breaks. Every `unmask` command gets it (`finish_help`)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        flag = action.nargs == 0  # --resume, --no-export: on or off, no value to show
+        if "default" in text or not action.option_strings or flag or action.default is False:
+            return text
+        if action.default in (None, ""):
+            return f"{text} (default: none)".lstrip()
+        return super()._get_help_string(action)
+
+
+def finish_help(parser: argparse.ArgumentParser, description: str | None = None) -> None:
+    """A parser and every sub-parser below it (`unmask gpu pack`): a description line (its one-line
+    help when it has none) and defaults shown, also for options given no help text."""
+    parser.formatter_class = HelpFormatter
+    parser.description = parser.description or description
+    # argparse has no public API to walk a parser's options and sub-parsers.
+    for action in parser._actions:
+        if action.help is None and action.option_strings and action.default is not False:
+            action.help = "(default: %(default)s)"  # argparse prints nothing for help=None
+            if action.default is None:
+                action.help = "(default: none)"
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {a.dest: a.help for a in action._choices_actions}
+            for name, sub in action.choices.items():
+                finish_help(sub, helps.get(name))
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="unmask",
@@ -40,6 +72,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         if name == only:  # import only the module whose options are needed
             importlib.import_module(module_name).add_arguments(p)
+            finish_help(p)
     return parser
 
 

@@ -22,16 +22,16 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from model.run_folder import RunFolder, checkpoint_network, load_checkpoint
 from model.train_config import (
     AUXILIARY,
     TrainConfig,
+    add_config_arguments,
+    config_overrides,
     parse_budget,
-    preset_names,
     resolve,
     to_toml,
 )
-
-CKPT_PATTERN = "step_{:07d}.pt"
 
 
 def trainable_keys() -> list[str]:
@@ -44,107 +44,43 @@ def trainable_keys() -> list[str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The TrainConfig fields as options (model.train_config.add_config_arguments), then what is
+    not part of a run's config: the mode (--resume, --export), the device, the progress bar."""
+    parser.epilog = (
+        "A run writes runs/<method>-<preset>/ (or --run-dir): config.toml, log.jsonl, "
+        "checkpoints/, samples/ and, at the end, weights/<key>.safetensors + card; "
+        "`unmask promote --run DIR --data DIR` ships it into model/weights when it is better. "
+        "Options not given take the preset's value, else the default shown."
+    )
     parser.add_argument("--method", required=True, choices=trainable_keys(), help="what to train")
-    parser.add_argument("--data", help="dataset folder made by `unmask data build`")
-    parser.add_argument(
-        "--preset",
-        default="compact",
-        help=f"width/schedule preset: {', '.join(preset_names())} or a .toml file",
-    )
-    parser.add_argument("--steps", type=int, help="total training steps (global batches)")
-    parser.add_argument("--batch", type=int, help="effective batch size (over all processes)")
-    parser.add_argument("--lr", type=float)
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--size", type=int, help="training image side (default 256)")
-    parser.add_argument("--train-limit", type=int, help="use only the first N training faces")
-    parser.add_argument("--val-limit", type=int)
-    parser.add_argument("--val-every", type=int)
-    parser.add_argument("--ckpt-every", type=int)
-    parser.add_argument("--log-every", type=int)
-    parser.add_argument(
-        "--warmup-steps", type=int, help="generator-only steps first (recipes with warm-up)"
-    )
-    parser.add_argument(
-        "--fresh-masks",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="new synthetic masks every epoch",
-    )
-    parser.add_argument(
-        "--mask-workers", type=int, help="processes drawing fresh masks (0 = a background thread)"
-    )
-    parser.add_argument("--mask-templates", help="MaskTheFace templates folder for fresh masks")
-    parser.add_argument(
-        "--regressor",
-        help="landmark method: landmark_regressor weights (.safetensors) or run checkpoint (.pt)",
-    )
-    parser.add_argument(
-        "--weights-dir",
-        help="shipped weights folder, where the landmark method's regressor is read (default model/weights)",
-    )
-    parser.add_argument("--run-dir", help="run folder (default runs/<method>-<preset>)")
-    parser.add_argument(
-        "--budget",
-        help="stop cleanly (validate, checkpoint, export) at a wall-clock and/or images-seen budget: "
-        "30m, 1h30m, 90s, 200000img, 45m+200000img (default: none, run --steps)",
-    )
-    parser.add_argument("--note", help="a sentence for the model card (what, why, at what cost)")
-    parser.add_argument(
-        "--precision",
-        choices=("auto", "bf16", "fp32"),
-        help="auto (default): bf16 autocast + channels_last on CUDA and on CPUs with native bf16",
-    )
+    add_config_arguments(parser)
     parser.add_argument(
         "--resume", action="store_true", help="continue from the run folder's latest checkpoint"
     )
     parser.add_argument(
         "--export",
+        dest="export_only",
         action="store_true",
         help="only export the run's latest checkpoint into <run>/weights (then `unmask promote`)",
     )
-    parser.add_argument(
-        "--no-export", action="store_true", help="do not export weights at the end of training"
-    )
     parser.add_argument("--device", help="cpu | cuda (default: cuda when available)")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
-    run_dir = args.run_dir or str(Path("runs") / f"{args.method}-{Path(args.preset).stem}")
-    if args.export:
-        path = export_checkpoint(latest_checkpoint(Path(run_dir)), note=args.note)
-        print(f"exported {path}; ship it with `unmask promote --run {run_dir} --data DIR`")
+    given = config_overrides(args)
+    preset = given.pop("preset") or "compact"
+    given["run_dir"] = str(given["run_dir"] or RunFolder.default(args.method, preset).path)
+    if args.export_only:
+        path = export_checkpoint(RunFolder(given["run_dir"]).latest_checkpoint(), note=args.note)
+        print(f"exported {path}; ship it with `unmask promote --run {given['run_dir']} --data DIR`")
         return 0
-    if not args.data:
+    if not given["data"]:
         raise SystemExit(
             "unmask train: --data DIR is required (a dataset from `unmask data build`)"
         )
-    cfg = resolve(
-        args.method,
-        args.preset,
-        data=str(Path(args.data).resolve()),
-        run_dir=run_dir,
-        steps=args.steps,
-        batch=args.batch,
-        lr=args.lr,
-        seed=args.seed,
-        size=args.size,
-        train_limit=args.train_limit,
-        val_limit=args.val_limit,
-        val_every=args.val_every,
-        ckpt_every=args.ckpt_every,
-        log_every=args.log_every,
-        warmup_steps=args.warmup_steps,
-        fresh_masks=args.fresh_masks,
-        mask_workers=args.mask_workers,
-        mask_templates=args.mask_templates,
-        regressor=args.regressor,
-        weights_dir=args.weights_dir,
-        export=False if args.no_export else None,
-        budget=args.budget,
-        precision=args.precision,
-        note=args.note,
-    )
+    given["data"] = str(Path(given["data"]).resolve())
+    cfg = resolve(args.method, preset, **given)
     from model.data import load_split
 
     rank, _ = _dist_init()
@@ -239,13 +175,6 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 # --- checkpoints -----------------------------------------------------------------------------------
 
 
-def latest_checkpoint(run_dir: Path) -> Path:
-    found = sorted((run_dir / "checkpoints").glob("step_*.pt"))
-    if not found:
-        raise FileNotFoundError(f"no checkpoints/step_*.pt in {run_dir}")
-    return found[-1]
-
-
 def _rng_state(device: torch.device) -> dict[str, torch.Tensor]:
     state = {"cpu": torch.get_rng_state()}
     if device.type == "cuda":
@@ -257,12 +186,6 @@ def _set_rng_state(state: dict[str, torch.Tensor], device: torch.device) -> None
     torch.set_rng_state(state["cpu"])
     if device.type == "cuda" and "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"], device)
-
-
-def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)  # a crash leaves the previous checkpoint, never half a file
 
 
 # --- validation --------------------------------------------------------------------------------------
@@ -333,6 +256,140 @@ def save_grid(rows: list[torch.Tensor], path: Path) -> None:
 # --- the loop --------------------------------------------------------------------------------------------
 
 
+class _Session:
+    """What every step of one run shares: the config, where it runs (rank of world, device,
+    precision), the task, the run folder, the log, and the step/clock state a checkpoint keeps."""
+
+    def __init__(self, cfg: TrainConfig, device: str | torch.device | None):
+        self.cfg = cfg
+        self.rank, self.world = _dist_init()
+        self.dev = _pick_device(str(device) if device is not None else None, self.rank)
+        if cfg.batch % self.world:
+            raise ValueError(f"batch {cfg.batch} must split evenly over {self.world} processes")
+        self.per_rank = cfg.batch // self.world  # each process's share of the global batch
+        if self.dev.type == "cuda":  # TF32 matmuls and autotuned convolutions: free speed on GPUs
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+            torch.backends.cudnn.benchmark = True
+        self.precision = resolve_precision(cfg.precision, self.dev)
+        self.budget_s, self.budget_images = parse_budget(cfg.budget)
+        self.hw = hardware(self.dev, self.world)
+        self.run = (
+            RunFolder(cfg.run_dir) if cfg.run_dir else RunFolder.default(cfg.method, cfg.preset)
+        )
+        self.log_file = None  # log.jsonl, open on rank 0 during the loop
+        self.step, self.wall_before, self.last_val = 0, 0.0, {}
+        self.validated_at = -1
+
+    def amp(self) -> contextlib.AbstractContextManager:
+        """The autocast context of every forward pass (bf16), or none (fp32)."""
+        if self.precision == "bf16":
+            return torch.autocast(self.dev.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def build_task(self):
+        """The task's networks and optimisers: identical initialisation on every process (seed),
+        then a per-process RNG stream (dropout, augmentation draws that are not seeded per face)."""
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        from model.tasks import TASKS
+
+        torch.manual_seed(self.cfg.seed)
+        task = TASKS[self.cfg.method](self.cfg, self.dev, self.amp)
+        if self.precision == "bf16":  # channels_last is what makes bf16 convolutions fast
+            for net in task.nets.values():
+                net.to(memory_format=torch.channels_last)
+        if self.world > 1:  # gradients averaged over processes; task.nets stay the plain modules
+            ids = [self.dev.index] if self.dev.type == "cuda" else None
+            task.train_nets = {n: DDP(net, device_ids=ids) for n, net in task.nets.items()}
+        torch.manual_seed(self.cfg.seed * 1000 + self.rank + 1)
+        return task
+
+    def start(self, task, train_faces: torch.Tensor, resume: bool) -> None:
+        """Fresh (fit the closed-form parts on the training faces (N, 3, S, S) uint8; the fit's
+        time counts against the budget and the card) or from the latest checkpoint (networks,
+        optimisers, step, clock, last validation, each process's RNG)."""
+        existing = self.run.checkpoints()
+        if existing and not resume:
+            raise SystemExit(
+                f"{self.run.path} already has checkpoints: pass --resume, or choose another --run-dir"
+            )
+        if existing:
+            ckpt = load_checkpoint(existing[-1][1], self.dev)
+            for name, net in task.nets.items():
+                net.load_state_dict(ckpt["nets"][name])
+            for name, opt in task.optimizers.items():
+                opt.load_state_dict(ckpt["optimizers"][name])
+            self.step, self.wall_before = ckpt["step"], ckpt["wall_s"]
+            self.last_val = ckpt.get("val", {})
+            if len(ckpt["rng"]) == self.world:  # same process count: the exact RNG streams
+                rng = ckpt["rng"][self.rank]
+                _set_rng_state({k: v.cpu() for k, v in rng.items()}, self.dev)
+        else:
+            t_prep = time.perf_counter()
+            task.prepare(train_faces.to(self.dev))
+            self.wall_before = time.perf_counter() - t_prep
+        if self.rank == 0:
+            self.run.create(to_toml(self.cfg))
+
+    def write_log(self, kind: str, step: int, wall: float, values: dict[str, float]) -> None:
+        """One log.jsonl row (rank 0 only)."""
+        if self.log_file is None:
+            return
+        row = {"kind": kind, "step": step, "images_seen": step * self.cfg.batch}
+        self.log_file.write(json.dumps({**row, "wall_s": round(wall, 3), **values}) + "\n")
+        self.log_file.flush()
+
+    def out_of_budget(self, step: int, wall: float) -> bool:
+        over = (self.budget_s and wall >= self.budget_s) or (
+            self.budget_images and step * self.cfg.batch >= self.budget_images
+        )
+        if self.world > 1:  # every process stops at the same step
+            flag = torch.tensor([1.0 if over else 0.0], device=self.dev)
+            dist.all_reduce(flag)
+            over = bool(flag.item())
+        return bool(over)
+
+    def validate(self, task, batches, step: int, wall: float, source: str) -> None:
+        """Rank 0 scores the fixed validation faces and draws the sample grid; others wait."""
+        self.validated_at = step
+        if self.rank == 0:
+            self.last_val = validate(task, batches, self.run.sample_path(step))
+            self.write_log("val", step, wall, {"val_source": source, **self.last_val})
+        if self.world > 1:
+            dist.barrier()
+
+    def checkpoint(self, task, step: int, wall: float, faces: dict[str, int]) -> None:
+        """Everything to resume exactly (RunFolder's `Checkpoint`); every process's RNG state is
+        gathered so a resumed data-parallel run continues each stream where it stopped."""
+        rng = _rng_state(self.dev)
+        rngs: list = [rng]
+        if self.world > 1:
+            rngs = [None] * self.world
+            dist.all_gather_object(rngs, {k: v.cpu() for k, v in rng.items()})
+        if self.rank != 0:
+            return
+        self.run.save_checkpoint(
+            {
+                "key": self.cfg.method,
+                "step": step,
+                "images_seen": step * self.cfg.batch,
+                "wall_s": wall,
+                "world": self.world,
+                "config": asdict(self.cfg),
+                "architectures": {n: net.architecture for n, net in task.nets.items()},
+                "nets": {n: net.state_dict() for n, net in task.nets.items()},
+                "optimizers": {n: o.state_dict() for n, o in task.optimizers.items()},
+                "rng": rngs,
+                "val": self.last_val,
+                "hardware": self.hw,
+                "precision": self.precision,
+                "faces": faces,
+            },
+            keep=self.cfg.keep_checkpoints,
+        )
+
+
 def train(
     cfg: TrainConfig,
     train_split: Any,
@@ -344,81 +401,31 @@ def train(
 ) -> dict[str, Any]:
     """Train `cfg.method` for `cfg.steps` steps (resuming from the run folder's latest checkpoint
     when `resume`); returns a summary (steps, images seen, wall time, last validation metrics)."""
-    from torch.nn.parallel import DistributedDataParallel as DDP
     from tqdm import tqdm
 
     from model.batches import PairSource
-    from model.tasks import TASKS
 
-    rank, world = _dist_init()
-    dev = _pick_device(str(device) if device is not None else None, rank)
-    cuda = dev.type == "cuda"
-    if cfg.batch % world:
-        raise ValueError(f"batch {cfg.batch} must split evenly over {world} processes")
-    per_rank = cfg.batch // world
-    run_dir = Path(cfg.run_dir or f"runs/{cfg.method}-{cfg.preset}")
-    ckpt_dir = run_dir / "checkpoints"
-    if cuda:
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = True
+    # 1. Where: processes (torchrun -> DDP, gloo on CPU), device, precision, budget, run folder.
+    s = _Session(cfg, device)
 
-    precision = resolve_precision(cfg.precision, dev)
-    budget_s, budget_images = parse_budget(cfg.budget)
+    # 2. What: the task's networks and optimisers, initialised identically on every process.
+    task = s.build_task()
 
-    def amp():
-        if precision == "bf16":
-            return torch.autocast(dev.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+    # 3. From where: a fresh run (closed-form parts fitted) or the latest checkpoint.
+    s.start(task, torch.from_numpy(train_split.face).permute(0, 3, 1, 2), resume)
 
-    # 1. Networks: identical initialisation on every process (seeded), then per-process RNG (dropout).
-    torch.manual_seed(cfg.seed)
-    task = TASKS[cfg.method](cfg, dev, amp)
-    if precision == "bf16":  # channels_last is what makes bf16 convolutions fast (CPU and CUDA)
-        for net in task.nets.values():
-            net.to(memory_format=torch.channels_last)
-    if world > 1:
-        task.train_nets = {
-            name: DDP(net, device_ids=[dev.index] if cuda else None)
-            for name, net in task.nets.items()
-        }
-    torch.manual_seed(cfg.seed * 1000 + rank + 1)
-
-    # 2. State: fresh, or the latest checkpoint.
-    start, wall_before, last_val = 0, 0.0, {}
-    existing = sorted(ckpt_dir.glob("step_*.pt"))
-    if resume and existing:
-        ckpt = torch.load(existing[-1], map_location=dev, weights_only=True)
-        for name, net in task.nets.items():
-            net.load_state_dict(ckpt["nets"][name])
-        for name, opt in task.optimizers.items():
-            opt.load_state_dict(ckpt["optimizers"][name])
-        start, wall_before, last_val = ckpt["step"], ckpt["wall_s"], ckpt.get("val", {})
-        rngs = ckpt["rng"]
-        if len(rngs) == world:
-            _set_rng_state({k: v.cpu() for k, v in rngs[rank].items()}, dev)
-    elif existing and not resume:
-        raise SystemExit(
-            f"{run_dir} already has checkpoints: pass --resume, or choose another --run-dir"
-        )
-    else:  # a fresh run: closed-form parts (a gappy-PCA prior) are fitted on the training faces
-        t_prep = time.perf_counter()
-        task.prepare(torch.from_numpy(train_split.face).permute(0, 3, 1, 2).to(dev))
-        wall_before = time.perf_counter() - t_prep  # it counts against the budget and the card
-    if rank == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        ckpt_dir.mkdir(exist_ok=True)
-        (run_dir / "config.toml").write_text(to_toml(cfg))
-
-    # 3. Data: the split in memory as uint8; validation faces fixed.
+    # 4. Data: the split stays in memory as uint8 (N, H, W, 3); each step draws this process's
+    #    share of a global batch, augmented and (fresh_masks) newly masked, as float (B, 3, S, S).
+    #    Validation: the first val_limit faces, unaugmented, in fixed batches (train faces when
+    #    there is no val split, and the log says so).
     source = PairSource(
         train_split,
         size=cfg.size,
         batch=cfg.batch,
         seed=cfg.seed,
-        device=dev,
-        rank=rank,
-        world=world,
+        device=s.dev,
+        rank=s.rank,
+        world=s.world,
         flip=cfg.flip,
         jitter=cfg.jitter,
         fresh_masks=cfg.fresh_masks,
@@ -426,150 +433,72 @@ def train(
         mask_templates=cfg.mask_templates,
     )
     has_val = val_split is not None and len(val_split.face) > 0
+    val_source = "val" if has_val else "train"
     val_batches = _fixed_batches(
-        val_split if has_val else train_split, cfg, dev, cfg.val_limit, per_rank
+        val_split if has_val else train_split, cfg, s.dev, cfg.val_limit, s.per_rank
     )
+    faces = {"train": len(train_split.face), "val": len(val_split.face) if has_val else 0}
 
-    hw = hardware(dev, world)
-
-    def checkpoint(step: int, wall: float) -> None:
-        rng = _rng_state(dev)
-        rngs = [None] * world
-        if world > 1:
-            dist.all_gather_object(rngs, {k: v.cpu() for k, v in rng.items()})
-        else:
-            rngs = [rng]
-        if rank != 0:
-            return
-        _atomic_save(
-            {
-                "key": cfg.method,
-                "step": step,
-                "images_seen": step * cfg.batch,
-                "wall_s": wall,
-                "world": world,
-                "config": asdict(cfg),
-                "architectures": {n: net.architecture for n, net in task.nets.items()},
-                "nets": {n: net.state_dict() for n, net in task.nets.items()},
-                "optimizers": {n: o.state_dict() for n, o in task.optimizers.items()},
-                "rng": rngs,
-                "val": last_val,
-                "hardware": hw,
-                "precision": precision,
-                "faces": {
-                    "train": len(train_split.face),
-                    "val": len(val_split.face) if has_val else 0,
-                },
-            },
-            ckpt_dir / CKPT_PATTERN.format(step),
-        )
-        if cfg.keep_checkpoints:
-            for old in sorted(ckpt_dir.glob("step_*.pt"))[: -cfg.keep_checkpoints]:
-                old.unlink()
-
-    # 4. The loop.
-    log = open(run_dir / "log.jsonl", "a") if rank == 0 else None
+    # 5. The loop: step, log, validate, checkpoint, on their own periods; the last step (or the
+    #    one where the budget runs out) does all three, so a stopped run is always complete.
+    s.log_file = open(s.run.log_path, "a") if s.rank == 0 else None
     t0 = time.perf_counter()
+    wall = s.wall_before
     bar = tqdm(
         total=cfg.steps,
-        initial=start,
-        disable=not progress or rank != 0,
+        initial=s.step,
+        disable=not progress or s.rank != 0,
         desc=f"train {cfg.method}",
         unit="step",
     )
-    step, validated_at = start, -1
-
-    def out_of_budget(step: int, wall: float) -> bool:
-        over = (budget_s and wall >= budget_s) or (
-            budget_images and step * cfg.batch >= budget_images
-        )
-        if world > 1:  # every process stops at the same step
-            flag = torch.tensor([1.0 if over else 0.0], device=dev)
-            dist.all_reduce(flag)
-            over = bool(flag.item())
-        return bool(over)
-
-    def run_validation(step: int, wall: float) -> None:
-        nonlocal last_val, validated_at
-        validated_at = step
-        if rank == 0:
-            last_val = validate(task, val_batches, run_dir / "samples" / f"step_{step:07d}.png")
-            log.write(
-                json.dumps(
-                    {
-                        "kind": "val",
-                        "step": step,
-                        "images_seen": step * cfg.batch,
-                        "wall_s": round(wall, 3),
-                        "val_source": "val" if has_val else "train",
-                        **last_val,
-                    }
-                )
-                + "\n"
-            )
-            log.flush()
-        if world > 1:
-            dist.barrier()
-
-    stopped_by_budget = False
+    step, stopped_by_budget = s.step, False
     try:
-        for step in range(start + 1, cfg.steps + 1):
-            logs = task.train_step(source.batch_at(step - 1), step - 1)
+        for step in range(s.step + 1, cfg.steps + 1):
+            logs = task.train_step(source.batch_at(step - 1), step - 1)  # name -> 0-d tensor
             bar.update(1)
-            wall = wall_before + time.perf_counter() - t0
-            stopped_by_budget = (budget_s or budget_images) and out_of_budget(step, wall)
+            wall = s.wall_before + time.perf_counter() - t0
+            stopped_by_budget = bool(s.budget_s or s.budget_images) and s.out_of_budget(step, wall)
             last = step == cfg.steps or stopped_by_budget
-            if log is not None and (step % cfg.log_every == 0 or last):
-                vals = {
-                    k: round(float(v), 6) for k, v in logs.items()
-                }  # the only host sync per log
-                log.write(
-                    json.dumps(
-                        {
-                            "kind": "train",
-                            "step": step,
-                            "images_seen": step * cfg.batch,
-                            "wall_s": round(wall, 3),
-                            **vals,
-                        }
-                    )
-                    + "\n"
-                )
-                log.flush()
+            if s.log_file is not None and (step % cfg.log_every == 0 or last):
+                vals = {k: round(float(v), 6) for k, v in logs.items()}  # the only host sync
+                s.write_log("train", step, wall, vals)
                 bar.set_postfix({k: f"{v:.3g}" for k, v in vals.items() if not k.startswith("g_")})
             if (cfg.val_every and step % cfg.val_every == 0) or last:
-                run_validation(step, wall)
+                s.validate(task, val_batches, step, wall, val_source)
             if (cfg.ckpt_every and step % cfg.ckpt_every == 0) or last:
-                checkpoint(step, wall)
+                s.checkpoint(task, step, wall, faces)
             if stopped_by_budget:
                 break
-        if validated_at != step:  # no step ran (a closed-form task, or already done): still report
-            wall = wall_before + time.perf_counter() - t0
-            run_validation(step, wall)
-            checkpoint(step, wall)
+        if s.validated_at != step:  # no step ran (a closed-form task, or already done): report
+            wall = s.wall_before + time.perf_counter() - t0
+            s.validate(task, val_batches, step, wall, val_source)
+            s.checkpoint(task, step, wall, faces)
     finally:
         bar.close()
         source.close()
-        if log is not None:
-            log.close()
-    wall = wall_before + time.perf_counter() - t0
+        if s.log_file is not None:
+            s.log_file.close()
+
+    # 6. Export the shipped network with its card (rank 0, a finished or budget-stopped run).
+    wall = s.wall_before + time.perf_counter() - t0
     summary = {
         "method": cfg.method,
         "steps": step,
         "images_seen": step * cfg.batch,
         "wall_s": round(wall, 2),
-        "run_dir": str(run_dir),
-        "precision": precision,
+        "run_dir": str(s.run.path),
+        "precision": s.precision,
         "budget": cfg.budget or None,
         "stopped_by_budget": bool(stopped_by_budget),
-        "validation": last_val,
+        "validation": s.last_val,
     }
-    if cfg.export and rank == 0 and (step == cfg.steps or stopped_by_budget):
+    if cfg.export and s.rank == 0 and (step == cfg.steps or stopped_by_budget):
         summary["weights"] = str(
             export_task(
-                task, cfg, step, wall, last_val, train_split, val_split, dev, world, precision
+                task, cfg, step, wall, s.last_val, train_split, val_split, s.dev, s.world,
+                s.precision,
             )
-        )
+        )  # fmt: skip
     return summary
 
 
@@ -624,7 +553,7 @@ def _card(
 
 def export_dir(cfg: TrainConfig) -> Path:
     """Where a run exports its weights: never model/weights (that is `unmask promote`'s job)."""
-    return Path(cfg.export_dir) if cfg.export_dir else Path(cfg.run_dir) / "weights"
+    return Path(cfg.export_dir) if cfg.export_dir else RunFolder(cfg.run_dir).weights_dir
 
 
 def export_task(
@@ -652,11 +581,10 @@ def export_checkpoint(path: Path, export_to: str | None = None, note: str | None
     """Export the network of a training checkpoint (e.g. the best step of a long run) into its run
     folder's weights/ (or `export_to`); `unmask promote` ships it."""
     from model.checkpoint import save_weights
-    from model.networks import from_architecture
     from model.tasks import TASKS
 
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    run_dir = str(Path(path).parent.parent)
+    ckpt = load_checkpoint(path)
+    run_dir = str(Path(path).parent.parent)  # <run>/checkpoints/step_*.pt
     cfg = TrainConfig(
         **{
             **ckpt["config"],
@@ -665,9 +593,7 @@ def export_checkpoint(path: Path, export_to: str | None = None, note: str | None
             **({"note": note} if note else {}),
         }
     )
-    name = TASKS[cfg.method].export_net
-    net = from_architecture(ckpt["architectures"][name])
-    net.load_state_dict(ckpt["nets"][name])
+    net = checkpoint_network(ckpt, TASKS[cfg.method].export_net)
     faces = ckpt.get("faces", {})
     hw = ckpt.get("hardware", {"processes": ckpt["world"]})
     val = ckpt.get("val", {})

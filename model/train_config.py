@@ -4,6 +4,7 @@ overrides, written back to the run folder as `config.toml`.
 
 from __future__ import annotations
 
+import argparse
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -15,52 +16,130 @@ from model.config import PRESETS_DIR, WEIGHTS_DIR
 AUXILIARY = ("segmenter", "landmark_regressor")
 
 
+def _opt(default: Any, help: str, **cli: Any) -> Any:
+    """A TrainConfig field with its help text; `unmask train` makes an option of it
+    (`add_config_arguments`). `cli` may name another flag (`flag="--no-export"`) or say
+    `cli=False` (set in presets only)."""
+    return field(default=default, metadata={"help": help, **cli})
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    method: str  # a trainable METHODS key, "segmenter" or "landmark_regressor"
-    data: str = ""  # dataset folder (`unmask data build`); empty when splits are given in memory
-    run_dir: str = ""
-    preset: str = "compact"
-    steps: int = 50_000
-    batch: int = 10  # effective (global) batch: split evenly over the data-parallel processes
-    lr: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    seed: int = 0
-    size: int = 256  # training image side; smaller sizes are area-downscaled on load
-    train_limit: int = 0  # 0 = the whole train split
-    val_limit: int = 64  # validation faces used for the periodic metrics
-    val_every: int = 1000
-    ckpt_every: int = 2500
-    log_every: int = 50
-    keep_checkpoints: int = 0  # 0 = keep every checkpoint (evaluate's Table 1 reads them all)
-    fresh_masks: bool = True  # a new synthetic mask per face per epoch (model.masks.apply_mask)
-    mask_workers: int = 2
-    mask_templates: str = (
-        ""  # MaskTheFace templates folder for fresh masks (as `unmask data build --templates`)
+    """Everything a training run is: a preset's [train] values, then command-line overrides."""
+
+    method: str = field(metadata={"cli": False})  # a trainable METHODS key or an AUXILIARY one
+    # ---- what and where
+    data: str = _opt("", "dataset folder made by `unmask data build` (required to train)")
+    run_dir: str = _opt("", "run folder (default: runs/<method>-<preset>)")
+    preset: str = _opt("compact", "width/schedule preset: a name in model/presets or a .toml file")
+    # ---- schedule
+    steps: int = _opt(50_000, "total training steps (global batches)")
+    batch: int = _opt(10, "effective batch: split evenly over the data-parallel processes")
+    lr: float = _opt(2e-4, "Adam learning rate of every network")
+    beta1: float = _opt(0.5, "Adam beta1 (pix2pix's 0.5)")
+    beta2: float = _opt(0.999, "Adam beta2")
+    seed: int = _opt(0, "seed of the initialisation, the data order and the masks")
+    budget: str = _opt(
+        "",
+        "stop cleanly (validate, checkpoint, export) at a wall-clock and/or images-seen budget: "
+        "30m, 1h30m, 90s, 200000img or 45m+200000img (default: none, run --steps)",
     )
-    flip: bool = True
-    jitter: float = 0.05  # colour jitter strength (brightness, contrast, saturation)
-    warmup_steps: int = 0  # recipes with warm-up: generator alone for this many steps
-    regressor: str = (
-        ""  # landmark method: landmark_regressor weights (.safetensors) or checkpoint (.pt)
+    # ---- data
+    size: int = _opt(256, "training image side; smaller sizes are area-downscaled on load")
+    train_limit: int = _opt(0, "use only the first N training faces (0: all)")
+    fresh_masks: bool = _opt(True, "a new synthetic mask per face per epoch (model.masks)")
+    mask_workers: int = _opt(2, "processes drawing fresh masks (0: a background thread)")
+    mask_templates: str = _opt(
+        "", "MaskTheFace templates folder for fresh masks (default: none, procedural masks)"
     )
-    weights_dir: str = str(WEIGHTS_DIR)  # shipped weights (the landmark method's frozen regressor)
-    export: bool = True  # write <export_dir>/<key>.safetensors + card at the end
-    export_dir: str = ""  # default <run_dir>/weights; `unmask promote` copies into model/weights
-    # Stop early (cleanly: validate, checkpoint, export) at a wall-clock or images-seen budget:
-    # "30m", "1h30m", "90s", "200000img", or both joined by "+" ("45m+300000img"); "" = none.
-    budget: str = ""
-    # "auto": bf16 autocast + channels_last on CUDA and on CPUs with native bf16 (avx512_bf16/amx),
-    # else fp32; or "bf16" / "fp32" explicitly.
-    precision: str = "auto"
-    note: str = ""  # free text for the model card (e.g. what a size limit cost in quality)
-    networks: dict[str, dict[str, Any]] = field(default_factory=dict)  # network name -> options
-    losses: dict[str, float] = field(default_factory=dict)  # loss weight overrides for this method
+    flip: bool = _opt(True, "random horizontal flips (landmarks mirrored)")
+    jitter: float = _opt(0.05, "colour jitter strength (brightness, contrast, saturation)")
+    # ---- validation, checkpoints, logs
+    val_limit: int = _opt(64, "validation faces of the periodic metrics (0: all)")
+    val_every: int = _opt(1000, "validate (metrics + sample grid) every N steps")
+    ckpt_every: int = _opt(2500, "checkpoint every N steps")
+    log_every: int = _opt(50, "write the losses to log.jsonl every N steps")
+    keep_checkpoints: int = _opt(
+        0, "keep only the newest N checkpoints (0: all; `unmask eval --run` reads them all)"
+    )
+    # ---- method-specific (read only by the recipes that use them)
+    warmup_steps: int = _opt(0, "recipes with a warm-up (unmask): generator-only steps first")
+    regressor: str = _opt(
+        "",
+        "landmark method: the frozen landmark_regressor's weights (.safetensors) or a run "
+        "checkpoint (.pt) (default: the one in --weights-dir)",
+    )
+    weights_dir: str = _opt(
+        str(WEIGHTS_DIR), "shipped weights folder, where the landmark method's regressor is read"
+    )
+    # ---- precision and export
+    precision: str = _opt(
+        "auto",
+        "auto: bf16 autocast + channels_last on CUDA and on CPUs with native bf16 "
+        "(avx512_bf16/amx), else fp32",
+        choices=("auto", "bf16", "fp32"),
+    )
+    export: bool = _opt(
+        True,
+        "export <run>/weights/<key>.safetensors + card at the end (`unmask promote` ships it)",
+        flag="--no-export",
+    )
+    export_dir: str = _opt("", "where to export (default: <run>/weights; never model/weights)")
+    note: str = _opt("", "a sentence for the model card (what, why, at what cost)")
+    # ---- preset tables, not options
+    networks: dict[str, dict[str, Any]] = field(
+        default_factory=dict, metadata={"cli": False}
+    )  # network name -> options ([networks.<name>])
+    losses: dict[str, float] = field(
+        default_factory=dict, metadata={"cli": False}
+    )  # loss term -> weight override for this method ([losses.<method>])
 
     @property
     def key(self) -> str:
         return self.method
+
+
+_TYPES = {"int": int, "float": float, "str": str}
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One option per TrainConfig field (`--train-limit` for train_limit), its help from the
+    field, its default shown: the preset's value where the compact preset sets one. Every option
+    defaults to None here, meaning "not given": the preset's value, else the field's, applies."""
+    preset = {
+        k: v for k, v in load_preset("compact").get("train", {}).items() if not isinstance(v, dict)
+    }
+    for f in fields(TrainConfig):
+        meta = f.metadata
+        if meta.get("cli") is False:
+            continue
+        if f.name in preset:
+            shown = f" (default: the preset's; compact: {preset[f.name]})"
+        else:
+            shown = "" if "default" in meta["help"] else f" (default: {f.default or 'none'})"
+        kw: dict[str, Any] = {"dest": f.name, "default": None, "help": meta["help"] + shown}
+        if f.type == "bool":
+            if "flag" in meta:  # a single negative flag: --no-export
+                kw["help"] = f"do not {meta['help']}"
+                parser.add_argument(meta["flag"], action="store_false", **kw)
+            else:  # --fresh-masks / --no-fresh-masks
+                parser.add_argument(
+                    f"--{f.name.replace('_', '-')}", action=argparse.BooleanOptionalAction, **kw
+                )
+            continue
+        kw["type"] = _TYPES[f.type]
+        if "choices" in meta:
+            kw["choices"] = meta["choices"]
+        parser.add_argument(meta.get("flag", f"--{f.name.replace('_', '-')}"), **kw)
+
+
+def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The TrainConfig fields given on the command line (None: not given)."""
+    return {
+        f.name: getattr(args, f.name)
+        for f in fields(TrainConfig)
+        if f.metadata.get("cli") is not False and hasattr(args, f.name)
+    }
 
 
 def preset_path(name: str) -> Path:

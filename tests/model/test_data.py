@@ -1,5 +1,5 @@
 """`unmask data build` on a folder of awkward inputs: a manifest row with the right status for
-every file, the DESIGN.md layout, a no-op rerun, deterministic resume, load_split and the sheet."""
+every file, the docs/DESIGN.md layout, a no-op rerun, deterministic resume, load_split and the sheet."""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ MIB = 2**20
 
 
 def test_compact_widths_fit_the_weight_budget():
-    """DESIGN.md: each shipped file <= 16 MiB, all shipped weights <= 64 MiB (fp16: 2 bytes a parameter)."""
+    """docs/DESIGN.md: each shipped file <= 16 MiB, all shipped weights <= 64 MiB (fp16: 2 bytes a parameter)."""
     nets = load_preset("compact")["networks"]
     sizes = {k: count_params(build_generator(k, nets)) for k in RECIPES}
     sizes["segmenter"] = count_params(build_network("unet_segmenter", **nets["unet_segmenter"]))

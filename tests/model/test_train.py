@@ -21,7 +21,8 @@ from model.methods import METHODS
 from model.methods.gan import RECIPES
 from model.networks import from_architecture
 from model.networks.landmark_regressor import MIRROR_68
-from model.train import latest_checkpoint, train
+from model.run_folder import RunFolder
+from model.train import train
 from model.train_config import resolve
 
 GANS = list(RECIPES)
@@ -127,14 +128,14 @@ def test_gan_train_export_load_identical(key, splits, weights_dir, tmp_path):
     assert any(r["kind"] == "val" and "psnr" in r for r in log)
 
     face, masked, seg = splits[1].face, splits[1].masked, splits[1].seg
-    ckpt_method = from_checkpoint(latest_checkpoint(run), device="cpu")
+    ckpt_method = from_checkpoint(RunFolder(run).latest_checkpoint(), device="cpu")
     shipped = build(METHODS[key], weights_dir=weights_dir, device="cpu")
     card = shipped.card
     assert card["iterations"] == 2 and card["batch"] == 2 and card["images_seen"] == 4
     assert card["sha256"] and card["architecture"]["network"] == shipped.recipe.generator
     assert {"mse_mask", "psnr", "ssim"} <= set(card["validation"])
     # The shipped (fp16) generator predicts exactly as the trained one with fp16-rounded weights.
-    ref = _half_rounded(from_checkpoint(latest_checkpoint(run), device="cpu").net)
+    ref = _half_rounded(from_checkpoint(RunFolder(run).latest_checkpoint(), device="cpu").net)
     ckpt_method.net = ref
     for i in range(len(face)):
         assert np.array_equal(
@@ -149,7 +150,7 @@ def test_aux_train_export_load_identical(key, splits, weights_dir, tmp_path):
     torch.set_num_threads(1)
     wd = tmp_path / "w"
     train(_cfg(key, tmp_path / "run", wd, steps=2), *splits, progress=False)
-    ckpt = torch.load(latest_checkpoint(tmp_path / "run"), weights_only=True)
+    ckpt = torch.load(RunFolder(tmp_path / "run").latest_checkpoint(), weights_only=True)
     trained = _half_rounded(from_architecture(ckpt["architectures"][key]))
     trained.load_state_dict(ckpt["nets"][key])
     trained = _half_rounded(trained).eval()
@@ -181,8 +182,8 @@ def test_resume_equals_uninterrupted(key, splits, weights_dir, tmp_path):
         progress=False,
     )
     assert a["steps"] == b["steps"] == 4
-    ca = torch.load(latest_checkpoint(tmp_path / "a"), weights_only=True)
-    cb = torch.load(latest_checkpoint(tmp_path / "b"), weights_only=True)
+    ca = torch.load(RunFolder(tmp_path / "a").latest_checkpoint(), weights_only=True)
+    cb = torch.load(RunFolder(tmp_path / "b").latest_checkpoint(), weights_only=True)
     for name in ca["nets"]:
         for k, v in ca["nets"][name].items():
             assert torch.equal(v, cb["nets"][name][k]), f"{name}.{k} differs after resume"
@@ -240,7 +241,7 @@ def test_budget_stops_cleanly(splits, weights_dir, tmp_path):
     assert summary["steps"] == 3 and summary["stopped_by_budget"]  # 3 steps x batch 2 = 6 images
     card = load_weights("pix2pix", weights_dir)[1]
     assert card["budget"]["given"] == "6img" and card["budget"]["images_seen"] == 6
-    assert latest_checkpoint(tmp_path / "run").name == "step_0000003.pt"
+    assert RunFolder(tmp_path / "run").latest_checkpoint().name == "step_0000003.pt"
 
 
 def test_flips_mirror_landmarks(splits):
@@ -276,7 +277,7 @@ def test_colour_jitter_keeps_known_pixels_equal(splits):
 
 
 def write_dataset(root: Path, train_split: Split, val_split: Split) -> None:
-    """A dataset folder in DESIGN.md's layout (256x256 PNGs), as `unmask data build` writes it."""
+    """A dataset folder in the layout of docs/DESIGN.md (256x256 PNGs), as `unmask data build` writes it."""
     for sub in ("face", "masked", "seg"):
         (root / sub).mkdir(parents=True)
     rows, lms = [], {}
@@ -361,8 +362,8 @@ def test_ddp_two_cpu_processes_match_one(splits, weights_dir, tmp_path, monkeypa
         start_method="fork",
     )
     assert main([*common, "--run-dir", str(tmp_path / "one")]) == 0
-    c2 = torch.load(latest_checkpoint(tmp_path / "ddp"), weights_only=True)
-    c1 = torch.load(latest_checkpoint(tmp_path / "one"), weights_only=True)
+    c2 = torch.load(RunFolder(tmp_path / "ddp").latest_checkpoint(), weights_only=True)
+    c1 = torch.load(RunFolder(tmp_path / "one").latest_checkpoint(), weights_only=True)
     assert c2["world"] == 2 and c1["world"] == 1 and c2["images_seen"] == c1["images_seen"] == 8
     # unmask's prior solves a least-squares fit per face in batches of 2 (DDP) or 4 (one process):
     # the rounding of the batched solve differs at ~1e-6, which Adam's normalised first steps lift
