@@ -404,4 +404,6 @@ def metric(name: str) -> Metric:
         if name in (m.name, m.key):
             return m
     known = ", ".join(m.key for m in METRICS)
-    raise KeyError(f"unknown metric {name!r} (add its row to model.metrics.METRICS); known: {known}")
+    raise KeyError(
+        f"unknown metric {name!r} (add its row to model.metrics.METRICS); known: {known}"
+    )

@@ -1,12 +1,12 @@
 """A training run's folder and its checkpoint files: the one owner of their layout.
 
-    runs/<method>-<preset>/           (or --run-dir)
-      config.toml                     the resolved TrainConfig (model/train_config.to_toml)
-      log.jsonl                       one JSON object a line: kind "train" | "val", step,
-                                      images_seen, wall_s, then the losses or validation metrics
-      checkpoints/step_0000100.pt     everything to resume exactly (see `Checkpoint`)
-      samples/step_0000100.png        the validation sample grid at that step
-      weights/<key>.safetensors       the export `unmask promote` ships (+ <key>.json card)
+runs/<method>-<preset>/           (or --run-dir)
+  config.toml                     the resolved TrainConfig (model/train_config.to_toml)
+  log.jsonl                       one JSON object a line: kind "train" | "val", step,
+                                  images_seen, wall_s, then the losses or validation metrics
+  checkpoints/step_0000100.pt     everything to resume exactly (see `Checkpoint`)
+  samples/step_0000100.png        the validation sample grid at that step
+  weights/<key>.safetensors       the export `unmask promote` ships (+ <key>.json card)
 """
 
 from __future__ import annotations
