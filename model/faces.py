@@ -349,6 +349,17 @@ def inside_photo(
     return cv2.warpAffine(ones, m, (size, size), flags=cv2.INTER_NEAREST) > 0
 
 
+def inside_from_fill(image: np.ndarray) -> np.ndarray:
+    """(H, W) bool: the pixels of an aligned face that are not the flat OUTSIDE_FILL reaching the
+    square's border, i.e. `AlignedFace.inside` for a face stored without its matrix (a dataset's
+    `face/` PNGs). A photo's own pixels are almost never exactly (128, 128, 128) over a patch
+    that touches the border; the fill always is."""
+    flat = (np.asarray(image) == OUTSIDE_FILL).all(-1).astype(np.uint8)
+    _, labels = cv2.connectedComponents(flat, connectivity=4)
+    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    return ~np.isin(labels, border[border > 0])
+
+
 def geometry_problem(landmarks: np.ndarray, size: int = IMAGE_SIZE) -> str | None:
     """Why 68 landmarks of a face aligned to size² are not an upright face, or None when they are:
     eyes and mouth on the template, brows above the eyes, the nose tip between eyes and mouth,

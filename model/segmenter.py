@@ -58,6 +58,9 @@ class Segmenter:
 NO_MASK_AREA = 0.01  # a region under 1 % of the aligned face is "no mask"
 MIN_CONFIDENCE = 0.6  # ... and so is one whose mean probability (in the photo) is below this
 GROW_THRESHOLD = 0.4  # the confident piece (p > THRESHOLD) grows through connected p > this
+MIDLINE_REACH = 0.1  # a mask crosses the face's midline: the band through the nose, mouth and
+# chin landmarks, widened by this (inter-ocular distances); a piece only beside it (a collar, a
+# shoulder, a hand at the cheek, a background wall) is not a mask
 SIDE_REACH = 0.35  # the region may reach this far past the jaw line (inter-ocular distances)
 CHIN_REACH = 0.9  # ... and this far below the chin (masks run under it)
 EDGE_REACH_PX = 14  # a region this close to the photo's edge is extended to it
@@ -77,7 +80,8 @@ class MaskRegion:
 
     mask: np.ndarray  # bool (256, 256): the hole to inpaint; all False when not found
     found: bool  # False: no mask (the photo is to be left unchanged)
-    area: float  # share of the aligned face the final region covers (before the no-mask test)
+    area: float  # share of the aligned face the final region covers inside the photo (the
+    # part past the photo's edge is never a mask; before the no-mask test)
     confidence: float  # mean predicted probability inside it
     message: str | None = None  # for a person, when not found
 
@@ -109,16 +113,31 @@ def lower_face_zone(landmarks: np.ndarray, shape: tuple[int, int] = (256, 256)) 
     return (zone > 0) & ~eye_guard(landmarks, shape)
 
 
+def midline_band(landmarks: np.ndarray, shape: tuple[int, int] = (256, 256)) -> np.ndarray:
+    """(H, W) bool: the face's midline, from the nose bridge down past the chin: pixels whose
+    position across the face (along the eye line) lies within MIDLINE_REACH of the span of the
+    landmarks 27, 30, 33, 51, 57 and 8. Every mask crosses it, even one pulled under the chin."""
+    from model.masks import _FaceFrame
+
+    frame = _FaceFrame(landmarks)
+    across = frame.loc[[27, 30, 33, 51, 57, 8], 0]
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    u = frame.local(np.stack([xx, yy], -1))[..., 0]
+    return (u >= across.min() - MIDLINE_REACH) & (u <= across.max() + MIDLINE_REACH)
+
+
 def final_region(
     prob: np.ndarray, landmarks: np.ndarray, inside: np.ndarray | None = None
 ) -> np.ndarray:
     """The hole to inpaint, from the segmenter's probabilities (H, W) on an aligned face.
 
-    1. threshold, and keep only the lower-face zone (`lower_face_zone`);
-    2. keep the largest connected piece (a mask is one piece; strays on hands, hair, shirts go),
-       grown through the pixels connected to it with p > GROW_THRESHOLD;
+    1. threshold, and keep only the lower-face zone (`lower_face_zone`) inside the photo (past its
+       edge the network sees only the flat fill: no evidence of a mask there);
+    2. keep the largest connected piece that crosses the face's midline (`midline_band`; a mask is
+       one piece across the face: strays on hands, hair, collars and shoulders go), grown through
+       the pixels connected to it with p > GROW_THRESHOLD;
     3. close (CLOSE_PX) and fill small holes (HOLE_MAX: a print the network missed), then smooth
-       the outline (a blur and threshold) and clip to the zone again;
+       the outline (a blur and threshold) and clip to the zone in the photo again;
     4. with `inside` (bool (H, W), which aligned pixels lie in the photo): where the region comes
        within EDGE_REACH_PX of the photo's edge, extend it to the edge and a little past it, so no
        band of mask stays between the hole and the border after the feathered paste-back.
@@ -127,13 +146,16 @@ def final_region(
 
     prob = np.asarray(prob)
     zone = lower_face_zone(landmarks, prob.shape)
-    m = (prob > THRESHOLD) & zone
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(m.astype(np.uint8), connectivity=8)
-    if n <= 1:
+    seen = zone if inside is None else zone & np.asarray(inside, bool)
+    m = (prob > THRESHOLD) & seen
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(m.astype(np.uint8), connectivity=8)
+    crossing = np.unique(labels[m & midline_band(landmarks, prob.shape)])
+    crossing = crossing[crossing > 0]
+    if crossing.size == 0:
         return np.zeros_like(m)
-    m = labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    m = labels == crossing[int(np.argmax(stats[crossing, cv2.CC_STAT_AREA]))]
     # Hysteresis: light masks on real photos often come out at p 0.3-0.5 at their edges.
-    _, weak = cv2.connectedComponents(((prob > GROW_THRESHOLD) & zone).astype(np.uint8), 8)
+    _, weak = cv2.connectedComponents(((prob > GROW_THRESHOLD) & seen).astype(np.uint8), 8)
     m = np.isin(weak, np.unique(weak[m]))
     disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * CLOSE_PX + 1, 2 * CLOSE_PX + 1))
     m = cv2.morphologyEx(m.astype(np.uint8), cv2.MORPH_CLOSE, disk) > 0
@@ -141,7 +163,7 @@ def final_region(
     n, labels, stats, _ = cv2.connectedComponentsWithStats(holes.astype(np.uint8), connectivity=4)
     small = np.nonzero(stats[1:, cv2.CC_STAT_AREA] <= HOLE_MAX * m.size)[0] + 1
     m |= np.isin(labels, small)
-    m = (cv2.GaussianBlur(m.astype(np.float32), (0, 0), 2.0) > 0.5) & zone
+    m = (cv2.GaussianBlur(m.astype(np.float32), (0, 0), 2.0) > 0.5) & seen
     if inside is not None and m.any() and not np.asarray(inside).all():
         inside = np.asarray(inside, bool)
         to_edge = cv2.distanceTransform(inside.astype(np.uint8), cv2.DIST_L2, 3)
@@ -165,15 +187,20 @@ def find_mask_region(
 ) -> MaskRegion:
     """Where the face mask is on an aligned face, or that there is none.
 
-    The final region (`final_region`) is "no mask" when it covers under NO_MASK_AREA of the face
-    or its mean probability inside the photo is under MIN_CONFIDENCE: the photo is then to be
-    left unchanged. (Both limits: 200 val faces without masks, 98 % "no mask"; the first 27
-    real masked photos, all found.)
+    The final region (`final_region`) is "no mask" when its part inside the photo covers under
+    NO_MASK_AREA of the face or its mean probability there is under MIN_CONFIDENCE: the photo is
+    then to be left unchanged. (Both limits: 200 val faces without masks, 98 % "no mask"; the
+    first 27 real masked photos, all found.) Without `inside`, the flat fill tells what lay
+    outside the photo (`model.faces.inside_from_fill`): the network, trained mostly on faces
+    whose crops were edge-replicated, takes the grey band under a tight crop's chin for a mask.
     """
+    from model.faces import inside_from_fill
+
     prob = segmenter.probability(face)
+    inside = inside_from_fill(face) if inside is None else np.asarray(inside, bool)
     region = final_region(prob, landmarks, inside)
-    area = float(region.mean())
-    seen = region & inside if inside is not None else region  # p is ~0 past the photo's edge
+    seen = region & inside
+    area = float(seen.mean())
     confidence = float(prob[seen].mean()) if seen.any() else 0.0
     if area < NO_MASK_AREA or confidence < MIN_CONFIDENCE:
         empty = np.zeros_like(region)

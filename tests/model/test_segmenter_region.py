@@ -1,6 +1,6 @@
 """The final-region rule (model.segmenter.final_region / find_mask_region) on the aligned
-astronaut's landmarks: only the lower face, one closed piece, reaching the photo's edge; and
-"no mask" for small or unsure regions."""
+astronaut's landmarks: only the lower face, one closed piece across the face's midline, reaching
+the photo's edge; and "no mask" for small or unsure regions, or ones outside the photo."""
 
 import numpy as np
 import pytest
@@ -10,6 +10,7 @@ from model.segmenter import (
     final_region,
     find_mask_region,
     lower_face_zone,
+    midline_band,
 )
 
 
@@ -89,3 +90,56 @@ def test_no_mask_when_small_or_unsure(aligned):
     for p in (tiny, prob * 0.55 / 0.95, np.zeros_like(prob)):  # small; unsure (0.55); nothing
         r = find_mask_region(_Fixed(p), aligned.image, aligned.landmarks)
         assert not r.found and not r.mask.any() and r.message == NO_MASK_MESSAGE
+
+
+def test_a_piece_beside_the_midline_is_no_mask(aligned):
+    """A blob only beside the face's midline (on the collar or shoulder, a hand at the cheek) is
+    not a mask; a mask pulled under the chin still crosses the midline and is kept."""
+    lm = aligned.landmarks
+    band = midline_band(lm)
+    assert band[int(lm[33, 1]), int(lm[33, 0])] and band[int(lm[8, 1]) + 10, int(lm[8, 0])]
+    assert not band[int(lm[33, 1]), int(lm[3, 0])] and not band[int(lm[33, 1]), int(lm[13, 0])]
+    side = np.zeros((256, 256), np.float32)
+    x = int(lm[12, 0])  # the jaw's right side, down to the collar
+    side[int(lm[12, 1]) : int(lm[8, 1]) + 20, x - 12 : x + 12] = 0.95
+    assert not final_region(side, lm).any()
+    assert not find_mask_region(_Fixed(side), aligned.image, lm).found
+    prob, seg = _mask_prob(aligned)
+    both = np.maximum(prob, side * ~_grown(seg, 6))  # the mask, and apart from it the blob
+    region = final_region(both, lm)
+    assert (region & seg).sum() > 0.95 * seg.sum()
+    assert (region & (side > 0) & ~_grown(seg, 6)).sum() == 0
+    chin = np.zeros_like(prob)
+    chin[int(lm[8, 1]) - 5 : int(lm[8, 1]) + 25, int(lm[6, 0]) : int(lm[10, 0])] = 0.95
+    assert find_mask_region(_Fixed(chin), aligned.image, lm).found  # under the chin: a mask
+
+
+def test_what_lies_outside_the_photo_is_never_a_mask(aligned):
+    """A face cut by the photo's bottom edge (the flat fill below it): a confident blob on the fill
+    alone is "no mask", told by `inside` or, without it (a dataset's faces), by the fill itself."""
+    from model.faces import OUTSIDE_FILL, inside_from_fill
+
+    lm = aligned.landmarks
+    edge = int(lm[8, 1]) + 2  # the photo ends just under the chin
+    face = aligned.image.copy()
+    face[edge:] = OUTSIDE_FILL
+    inside = np.zeros((256, 256), bool)
+    inside[:edge] = True
+    assert (inside_from_fill(face) == inside).all()
+    assert inside_from_fill(aligned.image).all()  # a whole photo: nothing outside
+    blob = np.zeros((256, 256), np.float32)
+    blob[edge + 4 : edge + 30, int(lm[5, 0]) : int(lm[11, 0])] = 0.95  # on the grey band
+    assert final_region(blob, lm).any()  # the network's blob is in the zone
+    for given in (inside, None):
+        r = find_mask_region(_Fixed(blob), face, lm, given)
+        assert not r.found and r.area == 0 and r.message == NO_MASK_MESSAGE
+    prob, seg = _mask_prob(aligned)
+    r = find_mask_region(_Fixed(np.maximum(prob, blob)), face, lm)  # a real mask above it: found
+    assert r.found and r.area > 0.1
+
+
+def _grown(mask: np.ndarray, px: int) -> np.ndarray:
+    import cv2
+
+    k = 2 * px + 1
+    return cv2.dilate(mask.astype(np.uint8), np.ones((k, k), np.uint8)) > 0
