@@ -28,9 +28,9 @@ from analysis.tables import (  # noqa: E402
     out_name,
     write_paper_tables,
 )
+from model.cli import HelpFormatter  # noqa: E402
 from model.config import new_run_dir  # noqa: E402
 from model.methods.registry import METHODS  # noqa: E402
-from study.cli import HelpFormatter  # noqa: E402
 
 DESCRIPTION = __doc__.split("\n\n", 1)[1].strip()  # the docstring's paragraph after the usage
 EPILOG = """\

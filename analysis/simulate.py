@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 
 from analysis.load import COLUMNS
+from model.cli import HelpFormatter
 from model.config import EXPRESSIONS, REAL, new_run_dir
 from model.methods.registry import METHODS
-from study.cli import HelpFormatter
 from study.design import QUALITY
 
 

@@ -12,9 +12,6 @@ DEFAULT_PORT = 7860
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from study.cli import HelpFormatter  # argparse only: no gradio, no torch
-
-    parser.formatter_class = HelpFormatter
     parser.epilog = (
         "Serves on http://HOST:PORT with the shipped weights, offline. Without --host / --port,\n"
         "Gradio's own GRADIO_SERVER_NAME / GRADIO_SERVER_PORT are honoured. UNMASK_UNTRAINED=1\n"

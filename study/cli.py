@@ -19,29 +19,12 @@ DEFAULT_STIMULI = REPO_DIR / "study_data" / "stimuli"
 RUN_PREFIX = "/gradio_api/run/"  # Gradio's direct-call route, used by the study's events
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """--help with each option's default: "(default: X)" after its help, unless the help says
-    it already; "none" for an option unset by default; nothing for an on/off flag. Descriptions
-    and epilogs keep their line breaks. (The study's, the demo's and the report's commands.)"""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        if "default" in text or not action.option_strings or action.default is False:
-            return text
-        if action.default is None:
-            return f"{text} (default: none)"
-        return super()._get_help_string(action)
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.formatter_class = HelpFormatter
+    # model.cli.finish_help gives every parser below its description line and shown defaults.
     sub = parser.add_subparsers(dest="study_command", metavar="ACTION", required=True)
     db_help = "SQLite file or database URL (default: $DATABASE_URL, else study_data/study.sqlite)"
 
-    def action(name: str, text: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=text, description=text, formatter_class=HelpFormatter)
-
-    b = action("build", "make the stimulus images and register them in the database")
+    b = sub.add_parser("build", help="make the stimulus images and register them in the database")
     b.add_argument(
         "--faces",
         type=Path,
@@ -84,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     b.add_argument("--db", default=None, help=db_help)
 
-    s = action("serve", "serve the rater app (prints the admin token)")
+    s = sub.add_parser("serve", help="serve the rater app (prints the admin token)")
     s.add_argument("--db", default=None, help=db_help)
     s.add_argument(
         "--stimuli",
@@ -146,7 +129,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="how long the end page shows its code before redirecting",
     )
 
-    e = action("export", "write the long-format CSV (one row an answered trial; docs/DESIGN.md)")
+    e = sub.add_parser(
+        "export", help="write the long-format CSV (one row an answered trial; docs/DESIGN.md)"
+    )
     e.add_argument("--db", default=None, help=db_help)
     e.add_argument(
         "--out",
