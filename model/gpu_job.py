@@ -780,26 +780,16 @@ def unpack(args: argparse.Namespace) -> int:
     from model import promote
 
     for key in keys:
-        if (
-            key == "segmenter"
-        ):  # its card's IoU is on synthetic masks only: compare on bare faces too
-            print(f"segmenter: not promoted here; {_promote_hint(key, run, args.data)}")
-            continue
-        print(f"\n== {key}" + ("" if key in METHODS else " (helper: by its card's validation)"))
+        how = "" if key in METHODS or key == "segmenter" else " (helper: by its card's validation)"
+        print(f"\n== {key}{how}")
         promote.run(
             argparse.Namespace(
                 run=run / key, data=args.data, faces=args.faces, weights_dir=args.weights_dir,
-                force=False, device="cpu",
+                force=False, device="cpu", templates=None,
             )
         )  # fmt: skip
     return status
 
 
 def _promote_hint(key: str, run: Path, data: Path | None) -> str:
-    d = data or "data/utk"
-    if key == "segmenter":
-        return (
-            f"python -m model.segmenter_train --promote {run / key / 'weights'} --data {d} "
-            "(scores both on the same val faces, masked and bare)"
-        )
-    return f"unmask promote --run {run / key} --data {d}"
+    return f"unmask promote --run {run / key} --data {data or 'data/utk'}"

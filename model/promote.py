@@ -1,10 +1,12 @@
 """`unmask promote`: ship a training run's exported weights into model/weights, but only when they
 beat the shipped ones on the same validation faces (or when forced).
 
-A run exports into `<run>/weights/<key>.safetensors` + card (`unmask train`); nothing else writes
-model/weights. Methods of the registry are compared by running both weight files on the first
-`--faces` validation faces of `--data` (MSE in the mask, PSNR, SSIM, LPIPS); the helpers
-(segmenter, landmark regressor) by their cards' validation figures.
+A run exports into `<run>/weights/<key>.safetensors` + card (`unmask train`,
+`python -m model.segmenter_train`); nothing else writes model/weights. Methods of the registry are
+compared by running both weight files on the first `--faces` validation faces of `--data` (MSE in
+the mask, PSNR, SSIM, LPIPS); the segmenter by running both on the same validation faces masked
+(IoU), bare (share left alone) and as drawn examples (`model.segmenter_train.evaluate_net`); the
+landmark regressor by its cards' validation figures.
 """
 
 from __future__ import annotations
@@ -45,12 +47,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--force", action="store_true", help="promote even when not better")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--templates",
+        default=None,
+        help="segmenter only: MaskTheFace templates for its drawn validation examples (default "
+        "<shared data>/masktheface when present, else procedural masks only)",
+    )
 
 
 def _exported(run: Path) -> tuple[str, Path]:
     from model.run_folder import RunFolder
 
     found = sorted(RunFolder(run).weights_dir.glob("*.safetensors"))
+    if not found:  # runs of model.segmenter_train before it exported into weights/
+        found = sorted(run.glob("*.safetensors"))
     if len(found) != 1:
         raise SystemExit(
             f"unmask promote: expected one exported weights file in {run / 'weights'}, found "
@@ -89,6 +99,35 @@ def compare_methods(key: str, run_dir: Path, shipped_dir: Path, data: Path, face
     return {k: tuple(v) for k, v in out.items()}, len(split.ids)
 
 
+def compare_segmenter(run_dir: Path, shipped_dir: Path, data: Path, faces: int, templates):
+    """{metric: (run, shipped or None)} of `model.segmenter_train.evaluate_net` on the first
+    `faces` val faces (built masks: iou; the same faces bare: bare_under_1pct, bare_area_mean;
+    drawn examples: examples_iou), plus the `score` that decides."""
+    from model.checkpoint import WeightsError
+    from model.segmenter import load_segmenter
+    from model.segmenter_train import evaluate_net, score, validation_set
+
+    val = validation_set(data, faces, templates)
+    run = evaluate_net(load_segmenter(weights_dir=run_dir).net.float(), val)
+    try:
+        shipped = evaluate_net(load_segmenter(weights_dir=shipped_dir).net.float(), val)
+    except WeightsError as err:  # no shipped weights yet: nothing to beat
+        print(f"shipped segmenter: none loadable ({err})")
+        shipped = {}
+    figures = {k: (v, shipped.get(k)) for k, v in run.items()}
+    figures["score"] = (score(run), score(shipped) if shipped else None)
+    return figures, len(val["bare"])
+
+
+def _templates(arg: str | None) -> str:
+    if arg is not None:
+        return arg
+    from model.config import shared_data_dir
+
+    default = shared_data_dir() / "masktheface"
+    return str(default) if default.is_dir() else ""
+
+
 def verdict(figures: dict[str, tuple]) -> tuple[int, int]:
     """(metrics where the run is better, metrics compared)."""
     from model import metrics as M
@@ -112,13 +151,23 @@ def run(args: argparse.Namespace) -> int:
         _, old_card = load_weights(key, args.weights_dir)
     except WeightsError:
         old_card = None
-    if key in METHODS:
+    if key in METHODS or key == "segmenter":
         if args.data is None:
-            raise SystemExit("unmask promote: --data DIR is required to compare a method")
+            raise SystemExit(f"unmask promote: --data DIR is required to compare {key}")
+    if key in METHODS:
         figures, n = compare_methods(
             key, run_weights, args.weights_dir, args.data, args.faces, args.device
         )
         where = f"the first {n} val faces of {args.data}"
+    elif key == "segmenter":
+        templates = _templates(getattr(args, "templates", None))
+        figures, n = compare_segmenter(
+            run_weights, args.weights_dir, args.data, args.faces, templates
+        )
+        where = (
+            f"the first {n} val faces of {args.data}, masked (iou), bare (bare_*) and as drawn "
+            f"examples (examples_iou, templates {templates or 'none'}); decided by the score"
+        )
     else:
         old_val = (old_card or {}).get("validation", {})
         figures = {k: (v, old_val.get(k)) for k, v in new_card.get("validation", {}).items()}
@@ -134,10 +183,14 @@ def run(args: argparse.Namespace) -> int:
                 f"{label:>8}: preset {card.get('preset')}, images seen {card.get('images_seen')}, "
                 f"wall {card.get('wall_time_s')} s, budget {card.get('budget', {}).get('given', '?')}"
             )
-    wins, compared = verdict(figures)
+    wins, compared = verdict({k: v for k, v in figures.items() if k != "score"})
     problems = []
     if old_card is not None:
-        if compared and wins * 2 <= compared:
+        new_score, old_score = figures.get("score", (None, None))
+        if new_score is not None and old_score is not None:  # the segmenter: one number decides
+            if new_score <= old_score:
+                problems.append(f"it scores {new_score:.4f}, the shipped weights {old_score:.4f}")
+        elif compared and wins * 2 <= compared:
             problems.append(f"it is better on only {wins} of {compared} metrics")
         new_rank = PRESET_RANK.get(str(new_card.get("preset")), 1)
         old_rank = PRESET_RANK.get(str(old_card.get("preset")), 1)
@@ -151,11 +204,27 @@ def run(args: argparse.Namespace) -> int:
         return 1
     src, src_card = weights_paths(key, run_weights)
     dst, dst_card = weights_paths(key, args.weights_dir)
-    for a, b in ((src, dst), (src_card, dst_card)):  # weights first: a card never lies
-        tmp = b.with_name(f".{b.name}.promote")
-        shutil.copyfile(a, tmp)
-        tmp.replace(b)
+    card = json.loads(src_card.read_text())
+    card["promotion"] = {  # the card says what it replaced, compared on which faces
+        "compared_on": where,
+        "replaced": {
+            "sha256": (old_card or {}).get("sha256"),
+            **{k: _round(old) for k, (_new, old) in figures.items() if old is not None},
+        },
+        "this": {k: _round(new) for k, (new, _old) in figures.items() if new is not None},
+        **({"forced": "; ".join(problems)} if problems else {}),
+    }
+    tmp = dst.with_name(f".{dst.name}.promote")  # weights first: a card never lies
+    shutil.copyfile(src, tmp)
+    tmp.replace(dst)
+    tmp = dst_card.with_name(f".{dst_card.name}.promote")
+    tmp.write_text(json.dumps(card, indent=2) + "\n")
+    tmp.replace(dst_card)
     promoted = json.loads(dst_card.read_text())
     note = f" (forced: {'; '.join(problems)})" if problems else ""
     print(f"promoted {key}: {dst} ({promoted['bytes'] / 2**20:.1f} MiB){note}")
     return 0
+
+
+def _round(v: float) -> float:
+    return float(f"{v:.4g}")

@@ -3,8 +3,9 @@
 `python -m model.segmenter_train --data data/utk --run-dir runs/segmenter-mask --minutes 30`
 starts from the shipped weights (or from scratch with --scratch), draws new examples in a
 background process, trains with bf16 autocast + channels_last on CPU, checkpoints and validates
-every few minutes, and writes the final weights + card into the run folder. Promotion into
-model/weights is a separate, explicit step (`--promote RUN`) that compares both on the same faces
+every few minutes, and exports the final weights + card into `<run>/weights/`. Promotion into
+model/weights is a separate, explicit step, the same as for every network: `unmask promote --run
+RUN --data DIR` compares both on the same val faces (`validation_set`, `evaluate_net`, `score`)
 and refuses a worse run.
 
 Why not `unmask train --method segmenter`: that trainer's data is the paired set's masked faces
@@ -260,43 +261,13 @@ def train(args) -> Path:
         },
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    path = save_weights(
-        "segmenter", {k: t.contiguous() for k, t in net.state_dict().items()}, card, run
-    )
+    from model.run_folder import RunFolder
+
+    state = {k: t.contiguous() for k, t in net.state_dict().items()}
+    path = save_weights("segmenter", state, card, RunFolder(run).weights_dir)
     print("wrote", path, v, flush=True)
+    print(f"ship it with `unmask promote --run {run} --data {args.data}`", flush=True)
     return path
-
-
-def promote(
-    run: Path, data: Path, val_n: int, templates: str, weights_dir: Path = WEIGHTS_DIR
-) -> int:
-    """Copy the run's weights into model/weights when they score better on the same val faces."""
-    import shutil
-
-    from model.segmenter import load_segmenter
-
-    val = validation_set(data, val_n, templates)
-    shipped = load_segmenter(weights_dir=weights_dir)
-    old_card = shipped.card
-    old = evaluate_net(shipped.net.float(), val)
-    new = evaluate_net(load_segmenter(weights_dir=run).net.float(), val)
-    print(json.dumps({"shipped": old, "run": new}, indent=2))
-    if score(new) <= score(old):
-        print(
-            f"not promoted: the run scores {score(new):.4f}, the shipped weights {score(old):.4f}"
-        )
-        return 1
-    shutil.copyfile(run / "segmenter.safetensors", weights_dir / "segmenter.safetensors")
-    card = json.loads((run / "segmenter.json").read_text())
-    card["promotion"] = {  # the card says what it replaced, on which faces
-        "compared_on": f"first {val_n} faces of the val split of {data}: built masks (iou), the "
-        "same faces bare, drawn examples (model.segmenter_train.promote)",
-        "replaced": {"sha256": old_card.get("sha256"), **{k: round(v, 4) for k, v in old.items()}},
-        "this": {k: round(v, 4) for k, v in new.items()},
-    }
-    (weights_dir / "segmenter.json").write_text(json.dumps(card, indent=2) + "\n")
-    print(f"promoted {run} -> {weights_dir}")
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -317,14 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         "--scratch", action="store_true", help="random init instead of the shipped weights"
     )
     p.add_argument("--init-weights", type=Path, default=WEIGHTS_DIR)
-    p.add_argument(
-        "--promote",
-        type=Path,
-        help="compare this run's weights with the shipped ones; copy if better",
-    )
     args = p.parse_args(argv)
-    if args.promote:
-        return promote(args.promote, args.data, args.val_n, args.templates)
     train(args)
     return 0
 
