@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-import textwrap
 
 # name -> (module, one-line help). The module owns its options.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -44,25 +43,6 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
         if action.default in (None, ""):
             return f"{text} (default: none)".lstrip()
         return super()._get_help_string(action)
-
-    def _fill_text(self, text: str, width: int, indent: str) -> str:
-        """Paragraphs wrapped to the terminal: a line joins the one before it unless it is blank,
-        indented or a list item ("- ..."), so blank lines, lists and indented blocks stay as
-        written and a long line (or a docstring's hard breaks) no longer runs off or ends short."""
-        lines: list[str] = []
-        for line in text.splitlines():
-            item = line[:1].isspace() or line.lstrip().startswith(("- ", "* "))
-            if lines and lines[-1].strip() and line.strip() and not item:
-                lines[-1] += " " + line.strip()
-            else:
-                lines.append(line)
-        out = []
-        for line in lines:
-            lead = indent + " " * (len(line) - len(line.lstrip()))
-            out.append(
-                textwrap.fill(line.strip(), width, initial_indent=lead, subsequent_indent=lead)
-            )
-        return "\n".join(out)
 
 
 def finish_help(parser: argparse.ArgumentParser, description: str | None = None) -> None:
