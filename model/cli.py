@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import textwrap
 
 # name -> (module, one-line help). The module owns its options.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -50,6 +51,8 @@ def finish_help(parser: argparse.ArgumentParser, description: str | None = None)
     help when it has none) and defaults shown, also for options given no help text."""
     parser.formatter_class = HelpFormatter
     parser.description = parser.description or description
+    if parser.epilog and "\n" not in parser.epilog:  # the raw formatter would print one long line
+        parser.epilog = textwrap.fill(parser.epilog, 79)
     # argparse has no public API to walk a parser's options and sub-parsers.
     for action in parser._actions:
         if action.help is None and action.option_strings and action.default is not False:
