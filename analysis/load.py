@@ -15,7 +15,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from model.config import EXPRESSIONS, MASKED, REAL
-from model.methods.registry import METHODS
+from model.methods.registry import METHODS, ordered
 from study.db import database_url, upgrade_schema
 from study.design import QUALITY
 from study.service import StudyService
@@ -82,11 +82,8 @@ def method_order(present: Iterable[str]) -> tuple[list[str], list[str]]:
     Unknown keys are kept rather than refused: a study may include a method that the registry of
     this checkout no longer has, and dropping its trials silently would change every other number.
     """
-    present = set(present)
-    known = [k for k in METHODS if k in present]
-    unknown = sorted(present - set(METHODS) - {REAL, MASKED})
-    tail = [k for k in (MASKED, REAL) if k in present]
-    return known + unknown + tail, unknown
+    order = ordered(present)  # the one display order (model.methods.registry)
+    return order, [k for k in order if k not in METHODS and k not in (MASKED, REAL)]
 
 
 def is_simulated(source: str, trials: pd.DataFrame) -> bool:

@@ -15,8 +15,8 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from model.config import EXPRESSIONS, REAL
-from model.methods.registry import METHODS
+from model.config import EXPRESSIONS
+from model.methods.registry import ordered
 
 
 @dataclass(frozen=True)
@@ -85,11 +85,9 @@ class BalanceReport:
 
 
 def condition_order(methods: Iterable[str]) -> tuple[str, ...]:
-    """Registry order, then unknown keys alphabetically (tests), then `real` last."""
-    present = set(methods)
-    known = [k for k in METHODS if k in present]
-    other = sorted(present - set(METHODS) - {REAL})
-    return tuple(known + other + ([REAL] if REAL in present else []))
+    """The registry's display order (model.methods.registry.ordered): its methods, then unknown
+    keys alphabetically (tests), then `real` last."""
+    return tuple(ordered(methods))
 
 
 def _expression_rank(expression: str) -> int:

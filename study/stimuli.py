@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from model.config import EXPRESSIONS, REAL
-from model.methods.registry import METHODS
+from model.methods.registry import parse
 from study.service import StimulusRow, StudyService
 
 # 5th character of an expressions-tw file name -> our vocabulary (e disgusted, f fearful and
@@ -197,15 +197,9 @@ def _load_methods(keys: Sequence[str], untrained: bool) -> dict:
     return {key: load_method(key, untrained) for key in keys}
 
 
-def resolve_methods(text: str) -> list[str]:
-    """`all` or a comma list of METHODS keys, in registry order."""
-    if text.strip() == "all":
-        return list(METHODS)
-    keys = [k.strip() for k in text.split(",") if k.strip()]
-    unknown = [k for k in keys if k not in METHODS]
-    if unknown or not keys:
-        raise ValueError(f"unknown methods {unknown}; known: {', '.join(METHODS)}")
-    return [k for k in METHODS if k in keys]
+# The study's method list is read like every command line's (the one parser, in the registry):
+# "all" or a comma list of METHODS keys, in registry order; ValueError names unknown keys.
+resolve_methods = parse
 
 
 def default_per_expression(n_conditions: int) -> int:
