@@ -14,10 +14,9 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from model.config import EXPRESSIONS, MASKED, REAL
+from model.config import EXPRESSIONS, MASKED, QUALITY, REAL
 from model.methods.registry import METHODS, ordered
 from study.db import database_url, upgrade_schema
-from study.design import QUALITY
 from study.service import StudyService
 
 # The docs/DESIGN.md long-format export: column -> kind ("str", "int", "float", "flag").

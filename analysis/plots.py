@@ -15,7 +15,7 @@ import pandas as pd  # noqa: E402
 
 from analysis.stats import participant_duration  # noqa: E402
 from analysis.tables import label, out_name  # noqa: E402
-from study.design import QUALITY  # noqa: E402
+from model.config import QUALITY  # noqa: E402
 
 SIM_TAG = "  [SIMULATED DATA]"
 

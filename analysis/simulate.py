@@ -20,16 +20,15 @@ import pandas as pd
 
 from analysis.load import COLUMNS
 from model.cli import HelpFormatter
-from model.config import EXPRESSIONS, REAL, new_run_dir
+from model.config import EXPRESSIONS, QUALITY, REAL, new_run_dir
 from model.methods.registry import METHODS
-from study.design import QUALITY
 
 
 @dataclass(frozen=True)
 class Profile:
     """How raters see one method's pictures in the simulation."""
 
-    quality: float  # latent mean quality on the study's scale (study.design.QUALITY)
+    quality: float  # latent mean quality on the study's scale (model.config.QUALITY)
     accuracy: float  # probability of naming the true expression, before the rater's own skill
 
 

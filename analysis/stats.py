@@ -16,8 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from model.config import EXPRESSIONS, REAL
-from study.design import QUALITY
+from model.config import EXPRESSIONS, QUALITY, REAL
 
 QUALITY_LEVELS = np.array(QUALITY.levels)  # the study's rating scale, lowest to highest
 MIN_GROUP = 2  # no test is run on fewer values than this in a group (or pairs, for paired tests)

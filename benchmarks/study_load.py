@@ -32,8 +32,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from model.config import EXPRESSIONS, set_offline_env  # noqa: E402
-from study.design import QUALITY  # noqa: E402
+from model.config import EXPRESSIONS, QUALITY, set_offline_env  # noqa: E402
 from study.http_client import StudyClient  # noqa: E402
 
 

@@ -1,4 +1,5 @@
-"""Project-wide facts kept in one place: image size, expression vocabulary, paths, env defaults.
+"""Project-wide facts kept in one place: image size, expression vocabulary and quality scale, paths,
+env defaults.
 
 Imports nothing heavy (no torch, no gradio) so every package, the analysis included, can use it.
 """
@@ -6,6 +7,7 @@ Imports nothing heavy (no torch, no gradio) so every package, the analysis inclu
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 # Working space: a face aligned to IMAGE_SIZE x IMAGE_SIZE from its 68 landmarks.
@@ -13,6 +15,35 @@ IMAGE_SIZE = 256
 
 # The study's expression vocabulary (Yoshihashi et al. 2022), in display order.
 EXPRESSIONS: tuple[str, ...] = ("neutral", "happy", "angry", "sad", "surprise")
+
+
+@dataclass(frozen=True)
+class RatingScale:
+    """A whole-number rating scale and the words at its two ends."""
+
+    lowest: int
+    highest: int
+    lowest_word: str
+    highest_word: str
+
+    @property
+    def levels(self) -> range:
+        return range(self.lowest, self.highest + 1)
+
+    @property
+    def span(self) -> str:
+        """ "1–7", for labels."""
+        return f"{self.lowest}\u2013{self.highest}"
+
+    def __contains__(self, value: object) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value in self.levels
+
+
+# The study's picture-quality rating (Yoshihashi et al. 2022), beside its expression choice: the
+# one place its range and words are written. The study's buttons, its database check, the
+# analysis's validation, histograms and plots read it here.
+QUALITY = RatingScale(1, 7, "worst", "best")
+
 
 # Pseudo-methods used by evaluation and the study beside the registry's methods.
 REAL = "real"  # the unmasked original

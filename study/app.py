@@ -18,8 +18,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from model.config import EXPRESSIONS, set_offline_env
-from study.design import QUALITY
+from model.config import EXPRESSIONS, QUALITY, set_offline_env
 from study.service import (
     AGE_BANDS,
     GENDERS,

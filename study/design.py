@@ -19,34 +19,6 @@ from model.config import EXPRESSIONS
 from model.methods.registry import ordered
 
 
-@dataclass(frozen=True)
-class RatingScale:
-    """A whole-number rating scale and the words at its two ends."""
-
-    lowest: int
-    highest: int
-    lowest_word: str
-    highest_word: str
-
-    @property
-    def levels(self) -> range:
-        return range(self.lowest, self.highest + 1)
-
-    @property
-    def span(self) -> str:
-        """ "1–7", for labels."""
-        return f"{self.lowest}\u2013{self.highest}"
-
-    def __contains__(self, value: object) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool) and value in self.levels
-
-
-# The study's picture-quality rating (Yoshihashi et al. 2022), beside its expression choice
-# (model.config.EXPRESSIONS): the one place its range and words are written. The study's
-# buttons, its database check, the analysis's validation, histograms and plots read it here.
-QUALITY = RatingScale(1, 7, "worst", "best")
-
-
 class DesignError(ValueError):
     """The stimulus set cannot give a valid design (missing conditions, shared faces, ...)."""
 

@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from study.design import QUALITY
+from model.config import QUALITY
 
 ROLES = ("main", "practice", "catch")
 

@@ -29,7 +29,7 @@ from sqlalchemy import Connection, Engine, Row, case, func, insert, or_, select,
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from model.config import EXPRESSIONS
+from model.config import EXPRESSIONS, QUALITY
 from study import design
 from study.db import WRITE, is_sqlite, make_engine
 from study.schema import (
@@ -845,7 +845,7 @@ class StudyService:
             )
 
     def record_quality(self, token: str, trial_index: int, quality: int) -> RecordOutcome:
-        """Store the quality rating (design.QUALITY) of an answered trial, once."""
+        """Store the quality rating (model.config.QUALITY) of an answered trial, once."""
         return self.rate_and_advance(token, trial_index, quality, advance=False)[0]
 
     def rate_and_advance(
@@ -856,7 +856,7 @@ class StudyService:
         The next trial is not marked shown when the rating was a repeat (the screen is already
         up) or when it ended the practice block (a break page comes first).
         """
-        scale = design.QUALITY
+        scale = QUALITY
         try:
             quality = int(quality)
         except (TypeError, ValueError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from analysis.load import COLUMNS
-from study.design import QUALITY
+from model.config import QUALITY
 
 # (participant, method, image, expression_true, expression_chosen, quality, rt_ms)
 HAND_TRIALS = [

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from analysis.load import COLUMNS, StudyDataError, method_order, read_csv, validate
+from model.config import QUALITY
 from model.methods.registry import METHODS
-from study.design import QUALITY
 from tests.analysis.fixtures import hand_frame
 
 

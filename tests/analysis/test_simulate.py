@@ -6,9 +6,8 @@ from __future__ import annotations
 from analysis import report, stats
 from analysis.load import read_csv
 from analysis.simulate import PROFILES, UNKNOWN_PROFILE, SimConfig, profile, simulate, write
-from model.config import REAL
+from model.config import QUALITY, REAL
 from model.methods.registry import METHODS
-from study.design import QUALITY
 
 NEW = "brand_new_method"  # in no table: neither the registry nor the simulator's profiles
 

@@ -13,9 +13,8 @@ from pathlib import Path
 import httpx
 from support import free_port
 
-from model.config import EXPRESSIONS, REPO_DIR
+from model.config import EXPRESSIONS, QUALITY, REPO_DIR
 from study.db import make_engine
-from study.design import QUALITY
 from study.http_client import StudyClient
 from study.service import StudyService
 from study.stimuli import build_synthetic_stimuli

@@ -10,9 +10,9 @@ import pytest
 from study_helpers import changes_nothing, free_port
 
 from model.cli import main
+from model.config import QUALITY
 from study.app import build_study_app, build_study_tab
 from study.db import make_engine
-from study.design import QUALITY
 from study.http_client import StudyClient
 from study.service import EXPORT_COLUMNS, StudyService
 

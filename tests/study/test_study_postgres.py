@@ -12,9 +12,8 @@ from collections import Counter
 import pytest
 from study_helpers import StudyServer, complete_session
 
-from model.config import EXPRESSIONS
+from model.config import EXPRESSIONS, QUALITY
 from study.db import make_engine
-from study.design import QUALITY
 from study.service import StudyService
 from study.stimuli import build_synthetic_stimuli
 

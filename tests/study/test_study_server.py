@@ -22,8 +22,7 @@ from study_helpers import (
     make_study,
 )
 
-from model.config import EXPRESSIONS
-from study.design import QUALITY
+from model.config import EXPRESSIONS, QUALITY
 from study.http_client import StudyClient, StudyHTTPError
 from study.service import EXPORT_COLUMNS
 

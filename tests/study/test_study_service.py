@@ -11,9 +11,8 @@ import pytest
 from sqlalchemy import insert, select, text
 from sqlalchemy.exc import IntegrityError
 
-from model.config import EXPRESSIONS
+from model.config import EXPRESSIONS, QUALITY
 from study.db import database_url, make_engine
-from study.design import QUALITY
 from study.schema import Participant, Response, Trial
 from study.service import EXPORT_COLUMNS, STALE_MESSAGE, Stage, StudyError, StudyService
 
