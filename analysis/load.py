@@ -277,9 +277,9 @@ def read_db(url: str | None = None) -> StudyData:
             raise StudyDataError(
                 f"no study database at {path} (run the study first, or pass --db URL / --csv FILE)"
             )
-    try:
+    try:  # ImportError: the URL's driver (psycopg for PostgreSQL, ...) is an optional install
         engine = sa.create_engine(url)
-    except (sa.exc.ArgumentError, ImportError) as exc:  # ImportError: the URL's driver
+    except (sa.exc.ArgumentError, ImportError) as exc:
         raise StudyDataError(f"cannot open database URL {url!r}: {exc}") from exc
     try:
         upgrade_schema(engine)

@@ -23,6 +23,7 @@ import torch
 
 from model import metrics as M
 from model.config import MASKED, new_run_dir, shared_data_dir
+from model.data import load_split
 from model.methods.registry import METHODS, parse
 from model.run_folder import RunFolder
 
@@ -544,14 +545,6 @@ def _device(name: str | None) -> torch.device:
     return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
-def _load_split(data: Path, split: str, limit: int | None):
-    try:
-        from model.data import load_split
-    except ImportError as e:
-        raise SystemExit(f"cannot read the dataset: model.data is unavailable ({e})") from e
-    return load_split(data, split, limit)
-
-
 def _context(args, device: torch.device, **extra) -> dict[str, str]:
     return {
         "data": str(args.data),
@@ -568,7 +561,7 @@ def _context(args, device: torch.device, **extra) -> dict[str, str]:
 def run_table2(args) -> int:
     device = _device(args.device)
     keys = parse_methods(args.methods)
-    split = _load_split(args.data, args.split, args.limit)
+    split = load_split(args.data, args.split, args.limit)
     if not split.ids:
         raise SystemExit(f"no usable images in split {args.split!r} of {args.data}")
     print(f"evaluating {len(split.ids)} {args.split} images on {device}", file=sys.stderr)
@@ -630,7 +623,7 @@ def run_table1(args) -> int:
     args.data = args.data or run.data_dir()
     if args.data is None:
         raise SystemExit(f"--data is needed: {run.config_path} names no dataset")
-    split = _load_split(args.data, args.split, args.limit)
+    split = load_split(args.data, args.split, args.limit)
     refs = None if args.no_face_metrics else face_refs(split)
     results, key = [], "?"
     for step, path in steps:

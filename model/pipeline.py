@@ -122,10 +122,8 @@ def segmenter_problem() -> str | None:
 
 
 def _is_weights_error(err: Exception) -> bool:
-    try:
-        from model.checkpoint import WeightsError
-    except ImportError:  # the checkpoint module itself is missing: no weights can load
-        return isinstance(err, ImportError | FileNotFoundError)
+    from model.checkpoint import WeightsError  # imports torch: deferred, like the loads above
+
     return isinstance(err, WeightsError | FileNotFoundError)
 
 
