@@ -1,5 +1,6 @@
 """What the eigenface weight budget costs: gappy-PCA fills for several basis sizes, component counts,
-fit resolutions and ridge strengths, on validation faces (MSE in the mask, PSNR, SSIM, LPIPS, ms/face).
+fit resolutions and ridge strengths, on validation faces (the batched metrics of model.metrics:
+MSE in the mask, PSNR, SSIM, LPIPS; and ms/face).
 
     python benchmarks/eigenface_tradeoff.py --data data/utk --faces 200
     python benchmarks/eigenface_tradeoff.py --data data/utk --faces 904 --settings 96,300,64,0.1
@@ -20,7 +21,8 @@ import time
 import torch
 
 from model.data import load_split
-from model.metrics import lpips_batch, mse_masked_batch, psnr_batch, ssim_batch
+from model.methods.base import keep_known
+from model.metrics import BATCH_METRICS
 from model.networks.gappy_pca import GappyPCA, GappyPCAConfig, fit_gappy_pca
 
 SETTINGS = (  # (size, components, fit_size, ridge)
@@ -63,8 +65,10 @@ def main() -> None:
     masked = torch.from_numpy(val.masked).permute(0, 3, 1, 2).float() / 127.5 - 1
     hole = torch.from_numpy(val.seg)[:, None].float()
     bases: dict[tuple[int, int], GappyPCA] = {}
-    print("| size | K | fit | ridge | MiB fp16 | MSE (mask) | PSNR | SSIM | LPIPS | ms/face |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    metrics = [m.header for m in BATCH_METRICS]  # the table's metrics, read from model.metrics
+    headers = ["size", "K", "fit", "ridge", "MiB fp16", *metrics, "ms/face"]
+    print("| " + " | ".join(headers) + " |")
+    print("|" + "---:|" * len(headers))
     for size, k, fit, ridge in settings:
         if (size, k) not in bases:
             bases[(size, k)] = fit_gappy_pca(faces, GappyPCAConfig(size=size, components=k))
@@ -74,19 +78,15 @@ def main() -> None:
         with torch.no_grad():
             out = torch.cat(
                 [
-                    hole[i : i + 20] * prior(masked[i : i + 20], hole[i : i + 20])
-                    + (1 - hole[i : i + 20]) * masked[i : i + 20]
-                    for i in range(0, len(real), 20)
+                    keep_known(prior(x, m), x, m)  # the fill in the hole, the known pixels kept
+                    for x, m in zip(masked.split(20), hole.split(20), strict=True)
                 ]
             )
         ms = 1000 * (time.perf_counter() - t) / len(real)
         mib = 2 * 3 * size * size * k / 2**20
-        print(
-            f"| {size} | {k} | {fit} | {ridge} | {mib:.1f} | "
-            f"{mse_masked_batch(out, real, hole).mean():.0f} | {psnr_batch(out, real).mean():.2f} | "
-            f"{ssim_batch(out, real).mean():.4f} | {lpips_batch(out, real).mean():.4f} | {ms:.1f} |",
-            flush=True,
-        )
+        scores = [f"{m.batch(out, real, hole).mean():.{m.decimals}f}" for m in BATCH_METRICS]
+        cells = [size, k, fit, ridge, f"{mib:.1f}", *scores, f"{ms:.1f}"]
+        print("| " + " | ".join(map(str, cells)) + " |", flush=True)
 
 
 if __name__ == "__main__":
