@@ -5,7 +5,6 @@ lacks hidden from its processes -> bundles within the device's limits -> `unmask
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import re
@@ -23,6 +22,7 @@ from model.config import REPO_DIR
 from model.gpu_job import BUNDLE_CAP, MAX_BUNDLES, Bundles, equal_images, shared_finish_time
 from model.gpu_pack import read_pack
 from model.train import trainable_keys
+from tests.conftest import write_astronaut_dataset
 
 N_TRAIN, N_VAL = 10, 4
 # What the device image lacks (SETUP-FACTS, the device's package list): hidden from the job's
@@ -49,37 +49,8 @@ sys.meta_path.insert(0, _DeviceImage())
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory, astronaut) -> Path:
-    """A dataset folder as `unmask data build` writes it: shifted, relit copies of the astronaut."""
-    from model.faces import find_and_align
-    from model.masks import apply_mask
-
     root = tmp_path_factory.mktemp("gpu") / "data"
-    for d in ("face", "masked", "seg"):
-        (root / d).mkdir(parents=True)
-    aligned = find_and_align(astronaut)
-    rng = np.random.default_rng(0)
-    rows, lms = [], {}
-    for i in range(N_TRAIN + N_VAL):
-        dx, dy = rng.uniform(-6, 6, 2)
-        m = np.float32([[1, 0, dx], [0, 1, dy]])
-        face = cv2.warpAffine(aligned.image, m, (256, 256), borderMode=cv2.BORDER_REFLECT)
-        face = np.clip(face * rng.uniform(0.8, 1.2), 0, 255).astype(np.uint8)
-        lm = (aligned.landmarks + [dx, dy]).astype(np.float32)
-        fid, seed = f"astro_{i:02d}", 1000 + i
-        masked = apply_mask(face, lm, seed=seed)
-        for d, img in (("face", face), ("masked", masked.image)):
-            cv2.imwrite(str(root / d / f"{fid}.png"), img[:, :, ::-1])
-        cv2.imwrite(str(root / "seg" / f"{fid}.png"), masked.seg.astype(np.uint8) * 255)
-        split = "train" if i < N_TRAIN else "val"
-        rows.append(dict(id=fid, source=f"{fid}.jpg", split=split, status="ok", reason="",
-                         mask_style=masked.style, mask_colour=masked.colour, yaw_deg="0", seed=seed))  # fmt: skip
-        lms[fid] = lm
-    with open(root / "manifest.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    np.savez(root / "landmarks.npz", **lms)
-    return root
+    return write_astronaut_dataset(root, astronaut, N_TRAIN, N_VAL)
 
 
 @pytest.fixture(scope="module")

@@ -4,55 +4,26 @@ refusing a worse run unless --force, and recording what it replaced in the card.
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 import torch
 
 from model.checkpoint import load_weights, save_weights
 from model.cli import main
 from model.config import WEIGHTS_DIR
+from tests.conftest import write_astronaut_dataset
 
 N_VAL = 3
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory, astronaut) -> Path:
-    """A dataset folder as `unmask data build` writes it: shifted, relit copies of the astronaut."""
-    from model.faces import find_and_align
-    from model.masks import apply_mask
-
+    """Three val faces wearing a surgical, a cloth and an N95 mask."""
     root = tmp_path_factory.mktemp("promote") / "data"
-    for d in ("face", "masked", "seg"):
-        (root / d).mkdir(parents=True)
-    aligned = find_and_align(astronaut)
-    rng = np.random.default_rng(0)
-    rows, lms = [], {}
-    for i in range(N_VAL):
-        dx, dy = rng.uniform(-6, 6, 2)
-        m = np.float32([[1, 0, dx], [0, 1, dy]])
-        face = cv2.warpAffine(aligned.image, m, (256, 256), borderMode=cv2.BORDER_REFLECT)
-        face = np.clip(face * rng.uniform(0.8, 1.2), 0, 255).astype(np.uint8)
-        lm = (aligned.landmarks + [dx, dy]).astype(np.float32)
-        fid, seed = f"astro_{i:02d}", 1000 + i
-        masked = apply_mask(face, lm, seed=seed, style=("surgical", "cloth", "n95")[i])
-        for d, img in (("face", face), ("masked", masked.image)):
-            cv2.imwrite(str(root / d / f"{fid}.png"), img[:, :, ::-1])
-        cv2.imwrite(str(root / "seg" / f"{fid}.png"), masked.seg.astype(np.uint8) * 255)
-        rows.append(dict(id=fid, source=f"{fid}.jpg", split="val", status="ok", reason="",
-                         mask_style=masked.style, mask_colour=masked.colour, yaw_deg="0", seed=seed))  # fmt: skip
-        lms[fid] = lm
-    with open(root / "manifest.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    np.savez(root / "landmarks.npz", **lms)
-    return root
+    return write_astronaut_dataset(root, astronaut, 0, N_VAL, ("surgical", "cloth", "n95"))
 
 
 def _untrained_run(folder: Path) -> Path:
