@@ -271,23 +271,44 @@ def train(args) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", type=Path, default=Path("data/utk"))
-    p.add_argument("--run-dir", default="runs/segmenter-mask")
-    p.add_argument("--templates", default="../shared/data/masktheface")
-    p.add_argument("--minutes", type=float, default=30.0)
-    p.add_argument("--batch", type=int, default=12)
-    p.add_argument("--lr", type=float, default=5e-4)
-    p.add_argument("--lr-min", type=float, default=2e-5)
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--threads", type=int, default=1)
+    from model.cli import finish_help
+
+    p = argparse.ArgumentParser(
+        prog="python -m model.segmenter_train",
+        description=__doc__.splitlines()[0],
+        epilog="Exports into <run-dir>/weights; ship with `unmask promote --run RUN --data DATA`.",
+    )
+    p.add_argument(
+        "--data", type=Path, default=Path("data/utk"), help="dataset folder (`unmask data build`)"
+    )
+    p.add_argument(
+        "--run-dir", default="runs/segmenter-mask", help="run folder (checkpoints, log, weights/)"
+    )
+    p.add_argument(
+        "--templates", default="../shared/data/masktheface", help="MaskTheFace templates folder"
+    )
+    p.add_argument("--minutes", type=float, default=30.0, help="wall-clock budget of the fine-tune")
+    p.add_argument("--batch", type=int, default=12, help="examples per step")
+    p.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (AdamW)")
+    p.add_argument(
+        "--lr-min", type=float, default=2e-5, help="learning rate at the end of the cosine decay"
+    )
+    p.add_argument(
+        "--seed", type=int, default=1, help="seed of the initialisation and the example stream"
+    )
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--workers", type=int, default=1, help="processes drawing examples")
-    p.add_argument("--val-n", type=int, default=96)
-    p.add_argument("--val-every-min", type=float, default=5.0)
+    p.add_argument("--val-n", type=int, default=96, help="validation faces scored at each check")
+    p.add_argument(
+        "--val-every-min", type=float, default=5.0, help="minutes between validation checks"
+    )
     p.add_argument(
         "--scratch", action="store_true", help="random init instead of the shipped weights"
     )
-    p.add_argument("--init-weights", type=Path, default=WEIGHTS_DIR)
+    p.add_argument(
+        "--init-weights", type=Path, default=WEIGHTS_DIR, help="weights folder to start from"
+    )
+    finish_help(p)
     args = p.parse_args(argv)
     train(args)
     return 0
