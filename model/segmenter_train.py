@@ -179,7 +179,7 @@ def train(args) -> Path:
                                 "step": step,
                                 "images_seen": seen,
                                 "wall_s": round(wall, 1),
-                                "loss": round(float(loss), 5),
+                                "loss": round(float(loss.detach()), 5),
                                 "lr": lr,
                             }
                         )
