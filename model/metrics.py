@@ -366,7 +366,7 @@ METRICS: tuple[Metric, ...] = (
     # The inpainting metrics, in the order of the papers' Tables 1 and 2.
     Metric("mse", "MSE (mask)", "", True, 1, "{:,.0f}",
            "MSE: Yoshihashi et al. Eq. 5, per mask pixel the sum over R, G, B of the squared 0–255 "
-           "error, averaged over the mask.",
+           "error, averaged over the mask (its pixels inside the photo).",
            logged_as="mse_mask", batch=mse_masked_batch),
     Metric("psnr", "PSNR", "dB", False, 2, "{:.2f}",
            "PSNR: whole 256² RGB image, data range 255.", batch=_psnr3),

@@ -75,8 +75,9 @@ def _probs(net, images: np.ndarray, batch: int = 16) -> np.ndarray:
 
 
 def evaluate_net(net, val: dict[str, np.ndarray]) -> dict[str, float]:
-    """IoU on the built masks, share of bare faces under 1 % area, IoU on the drawn examples."""
-    from model.segmenter_eval import iou
+    """IoU on the built masks (inside the photo), share of bare faces under 1 % area, IoU on the
+    drawn examples."""
+    from model.segmenter_eval import iou, iou_in_photo
 
     was = net.training
     net.eval()
@@ -86,7 +87,11 @@ def evaluate_net(net, val: dict[str, np.ndarray]) -> dict[str, float]:
     net.train(was)
     area = pb.mean((1, 2))
     return {
-        "iou": float(np.mean([iou(p, t) for p, t in zip(pm, val["seg"], strict=True)])),
+        "iou": float(
+            np.mean(
+                [iou_in_photo(p, t, f) for p, t, f in zip(pm, val["seg"], val["bare"], strict=True)]
+            )
+        ),
         "bare_under_1pct": float(np.mean(area < 0.01)),
         "bare_area_mean": float(area.mean()),
         "examples_iou": float(

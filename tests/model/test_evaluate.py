@@ -228,3 +228,48 @@ def test_default_output_is_a_new_run_folder_not_results(tiny_dataset, tmp_path, 
         assert (run / "table2.md").is_file() and (run / "table2.csv").is_file()
         assert (run / "figures" / "qualitative_synthetic.png").is_file()
     assert {p: p.stat().st_mtime_ns for p in committed} == committed
+
+
+def _split_cut_by_the_photo_edge() -> tuple:
+    """Two faces whose bottom 40 rows lie outside the photo (the flat fill), masked over rows
+    150-255: 66 of the mask's 106 rows are inside the photo."""
+    from model.data import PairedSplit
+    from model.faces import OUTSIDE_FILL
+
+    rng = np.random.default_rng(3)
+    face = rng.integers(0, 256, (2, 256, 256, 3), dtype=np.uint8)
+    face[:, 216:] = OUTSIDE_FILL
+    seg = np.zeros((2, 256, 256), bool)
+    seg[:, 150:] = True
+    masked = face.copy()
+    masked[seg] = 0
+    split = PairedSplit(["a", "b"], face, masked, seg, np.zeros((2, 68, 2), np.float32))
+    return split, seg
+
+
+def test_eval_scores_the_output_as_delivered_outside_the_photo_is_the_fill():
+    """What a method paints where the photo ends is set back to the fill (as the pipeline does for
+    every real photo) and is not part of MSE (mask): those pixels hold no ground truth."""
+    from model.faces import OUTSIDE_FILL
+
+    split, seg = _split_cut_by_the_photo_edge()
+    cpu = __import__("torch").device("cpu")
+
+    def paint(value_outside: float):
+        def infer(masked, mask):  # the real face inside the photo + 0.1 everywhere in the hole
+            real = __import__("torch").from_numpy(split.face).permute(0, 3, 1, 2).float()
+            out = (real / 127.5 - 1 + 0.1 * mask).clamp(-1, 1)
+            out[:, :, 216:] = value_outside
+            return out
+
+        return infer
+
+    a, kept = E.evaluate_outputs(
+        "x", "x", split, paint(1.0), device=cpu, batch=2, refs=None, keep=[0]
+    )
+    b, _ = E.evaluate_outputs("x", "x", split, paint(-1.0), device=cpu, batch=2, refs=None)
+    assert a.rows == [{**r, "method": "x"} for r in b.rows]  # what lies outside does not count
+    assert (kept[0][216:] == OUTSIDE_FILL).all()  # and is the fill in the figures
+    # MSE (mask): over the 66 mask rows inside the photo only, where every pixel is off by 0.1
+    # (12.75 grey levels, less where clipped at 255): about 3 * 12.75**2 = 488 per pixel.
+    assert 400 < a.rows[0]["mse"] < 490

@@ -40,3 +40,19 @@ def test_only_labelled_expression_faces_are_used(tmp_path):
             (tmp_path / name).write_text("x")
     r = expressions_fp(None, tmp_path)  # blank images: no face, nothing for the segmenter
     assert r["files"] == 2 and r["not_aligned"] == 2 and r["n"] == 0
+
+
+def test_iou_counts_only_the_pixels_inside_the_photo():
+    from model.faces import OUTSIDE_FILL
+    from model.segmenter_eval import iou_in_photo
+
+    face = np.full((64, 64, 3), 90, np.uint8)
+    face[48:] = OUTSIDE_FILL  # the photo ends at row 48
+    truth = np.zeros((64, 64), bool)
+    truth[32:] = True  # the synthetic mask is drawn across the edge
+    pred = np.zeros((64, 64), bool)
+    pred[32:48] = True  # the segmenter stops where the photo does
+    assert iou(pred, truth) == 0.5
+    assert iou_in_photo(pred, truth, face) == 1.0
+    pred[40:48, :32] = False
+    assert iou_in_photo(pred, truth, face) == 0.75
