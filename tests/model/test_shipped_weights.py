@@ -71,18 +71,7 @@ def test_every_weights_file_loads(key):
         from_architecture(card["architecture"]).load_state_dict(state)
 
 
-# Known shortfalls of what ships, measured on 2026-11-30; strict: the test fails once they are
-# fixed, so the marks cannot outlive the defects.
-STAND_IN = pytest.mark.xfail(
-    strict=True,
-    reason="dilated_se ships the 960-image CPU stand-in (a grey patch): MSE 8,798 vs the masked "
-    "input's 14,508, not below half; retrain at an equal budget (issue 12, item 5)",
-)
-
-
-@pytest.mark.parametrize(
-    "key", [pytest.param(k, marks=STAND_IN) if k == "dilated_se" else k for k in LEARNED]
-)
+@pytest.mark.parametrize("key", LEARNED)
 def test_learned_method_beats_the_masked_input(key, mse_of):
     assert mse_of[key] < 0.5 * mse_of["masked"], (key, mse_of[key], mse_of["masked"])
 
@@ -91,6 +80,8 @@ def test_unmask_beats_telea(mse_of):
     assert mse_of["unmask"] < mse_of["telea"], mse_of
 
 
+# A known shortfall of what ships, measured on 2026-11-30; strict: the test fails once it is
+# fixed, so the mark cannot outlive the defect.
 @pytest.mark.xfail(
     strict=True,
     reason="on this one face unmask v3 (8,000 training images, 51 CPU minutes) fills the four masks "
