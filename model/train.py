@@ -529,7 +529,8 @@ def _card(
             "split": "train",
             "train_faces": n_train,
             "val_faces": n_val,
-            "fresh_masks": cfg.fresh_masks,
+            # A closed-form fit (no training step) draws no masks.
+            "fresh_masks": bool(cfg.fresh_masks and step > 0),
             "image_size": cfg.size,
         },
         "iterations": step,

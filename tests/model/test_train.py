@@ -215,6 +215,7 @@ def test_eigenface_fit_export_load(splits, weights_dir, tmp_path):
     method = build(METHODS["eigenface"], weights_dir=weights_dir, device="cpu")
     assert method.card["architecture"]["network"] == "gappy_pca"
     assert method.card["budget"]["images_seen"] == 0
+    assert method.card["data"]["fresh_masks"] is False  # a closed-form fit draws no masks
     face, masked, seg = splits[0].face, splits[0].masked, splits[0].seg
     x = torch.from_numpy(masked).permute(0, 3, 1, 2).float() / 127.5 - 1
     real = torch.from_numpy(face).permute(0, 3, 1, 2).float() / 127.5 - 1
