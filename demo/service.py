@@ -252,7 +252,9 @@ def run(
         )
     keys = [k for k in (keys or list(METHODS)) if k in METHODS]
     try:
-        results = pipeline.run_methods(prepared.aligned.image, prepared.mask, keys)
+        results = pipeline.run_methods(
+            prepared.aligned.image, prepared.mask, keys, inside=prepared.aligned.inside
+        )
     except Exception as err:
         log.exception("run failed")
         return View(

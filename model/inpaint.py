@@ -98,7 +98,9 @@ def run(args: argparse.Namespace) -> int:
             failed.append(path)
             tqdm.write(f"{path.name}: skipped: no mask region (give one with --mask)")
             continue
-        results = pipeline.run_methods(prepared.aligned.image, prepared.mask, keys)
+        results = pipeline.run_methods(
+            prepared.aligned.image, prepared.mask, keys, inside=prepared.aligned.inside
+        )
         for message in results.errors.values():
             tqdm.write(f"{path.name}: {message}")
         if not results:

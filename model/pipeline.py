@@ -353,16 +353,24 @@ def with_mask(prepared: Prepared, mask: np.ndarray) -> Prepared:
 
 
 def run_methods(
-    aligned_image: np.ndarray, mask: np.ndarray, keys: list[str] | None = None
+    aligned_image: np.ndarray,
+    mask: np.ndarray,
+    keys: list[str] | None = None,
+    *,
+    inside: np.ndarray | None = None,
 ) -> MethodResults:
     """Run each method on one aligned face: key -> (uint8 (256, 256, 3), seconds).
 
-    `aligned_image`: uint8 (256, 256, 3); `mask`: bool (256, 256), True = the hole. When the face
-    outside the hole is greyscale (a black-and-white photo), every result is made greyscale too:
-    networks trained on colour faces would paint a skin-coloured patch into it. A method that
-    cannot load (missing weights) or fails is left out and explained in `.errors`; the others
-    still run.
+    `aligned_image`: uint8 (256, 256, 3); `mask`: bool (256, 256), True = the hole; `inside`:
+    bool (256, 256), the aligned pixels that lie in the photo (`AlignedFace.inside`), or None
+    (all of them). A hole that runs past the photo's edge is painted there too; every result is
+    given back with those pixels set to the flat OUTSIDE_FILL again, as the aligned input shows
+    them. When the face outside the hole is greyscale (a black-and-white photo), every result is
+    made greyscale too: networks trained on colour faces would paint a skin-coloured patch into
+    it. A method that cannot load (missing weights) or fails is left out and explained in
+    `.errors`; the others still run.
     """
+    from model.faces import OUTSIDE_FILL
     from model.imageio import is_greyscale, to_greyscale
 
     results = MethodResults()
@@ -383,7 +391,9 @@ def run_methods(
         except Exception as err:  # one broken method must not hide the others' results
             results.errors[key] = f"{label}: failed ({type(err).__name__}: {err})"
             continue
-        out = np.asarray(out, dtype=np.uint8)
+        out = np.array(out, dtype=np.uint8)
+        if inside is not None:
+            out[~np.asarray(inside, dtype=bool)] = OUTSIDE_FILL
         results[key] = (to_greyscale(out) if grey else out, time.perf_counter() - start)
     return results
 

@@ -375,3 +375,22 @@ def test_the_demo_gets_grey_results_for_a_grey_photo(astronaut):
     assert set(view.visit.results) == {"telea", "pix2pix", "unmask"}
     assert all(_is_grey(image) for image, _ in view.visit.results.values())
     assert view.photo is not None and _is_grey(view.photo)
+
+
+def test_results_show_the_fill_where_the_photo_ends(astronaut):
+    """A face cut by the photo's bottom edge: the hole runs past the edge, every method paints
+    there, and every result comes back with those pixels set to the flat fill again (no paint
+    outside the photo in the demo's tiles or `unmask inpaint`'s *_face.png)."""
+    from model.faces import OUTSIDE_FILL
+
+    p = pipeline.with_synthetic_mask(pipeline.prepare(astronaut[:170]), "surgical", seed=3)
+    outside = ~p.aligned.inside
+    assert (outside & p.mask).sum() > 300  # the hole does run past the photo's edge
+    results = pipeline.run_methods(
+        p.aligned.image, p.mask, ["telea", "unmask"], inside=p.aligned.inside
+    )
+    assert results.errors == {} and list(results) == ["telea", "unmask"]
+    for key, (image, _) in results.items():
+        assert (image[outside] == OUTSIDE_FILL).all(), key
+    # Inside the photo the hole is painted (Telea; the untrained networks here may paint grey).
+    assert not (results["telea"][0][p.mask & ~outside] == OUTSIDE_FILL).all()
