@@ -217,6 +217,27 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def as_delivered(
+    out: torch.Tensor, real: np.ndarray, mask: torch.Tensor
+) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+    """What a user gets from a method, and the part of the hole that can be scored.
+
+    `out` (B, 3, H, W) in [-1, 1]; `real` (B, H, W, 3) uint8, the aligned ground-truth faces;
+    `mask` (B, 1, H, W) {0, 1}. Returns the output quantised to uint8 as a saved image (B, H, W, 3)
+    with the pixels outside the photo set back to the flat fill (`AlignedFace.fill_outside`, as
+    the pipeline does for every real photo), the same as a tensor in [-1, 1] on `out`'s device,
+    and the mask without those pixels: they hold no ground truth (a synthetic mask drawn across
+    the photo's edge covers them in the input, but the real face there is unknown), so they are
+    not part of the hole that MSE (mask) averages over. The photo's extent is read back from the
+    fill of `real` (`model.faces.inside_from_fill`).
+    """
+    inside = np.stack([inside_from_fill(f) for f in real])  # (B, H, W) bool
+    out_u8 = M.to_uint8(out)  # (B, H, W, 3)
+    out_u8[~inside] = OUTSIDE_FILL
+    known = mask * torch.from_numpy(inside[:, None].astype(np.float32)).to(mask.device)
+    return out_u8, M.to_tensor(out_u8).to(out.device), known
+
+
 def evaluate_outputs(
     key: str,
     label: str,
@@ -260,16 +281,7 @@ def evaluate_outputs(
                 out = infer(masked, mask)
                 _sync(device)
                 seconds += time.perf_counter() - t0
-        # Score what a user would get: the output quantised to uint8, as a saved image, with
-        # the pixels outside the photo set back to the flat fill (`AlignedFace.fill_outside`,
-        # as the pipeline does for every real photo). Those pixels hold no ground truth: a
-        # synthetic mask drawn across the photo's edge covers them in the input, but the real
-        # face there is unknown, so they are left out of the hole that MSE (mask) averages over.
-        inside = np.stack([inside_from_fill(f) for f in split.face[start:stop]])  # (B, H, W)
-        out_u8 = M.to_uint8(out)  # (B, H, W, 3)
-        out_u8[~inside] = OUTSIDE_FILL
-        out = M.to_tensor(out_u8).to(device)
-        known = mask * torch.from_numpy(inside[:, None].astype(np.float32)).to(device)
+        out_u8, out, known = as_delivered(out, split.face[start:stop], mask)
         values = {m.name: m.batch(out, real, known).cpu().tolist() for m in METRICS if m.batch}
         for j, i in enumerate(range(start, stop)):
             row = {"id": split.ids[i], "method": key}
