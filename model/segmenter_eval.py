@@ -2,8 +2,8 @@
 
 `unmask eval --segmenter --data DIR` writes segmenter.md|json under --out and segmenter_real.png
 under --figures:
-1. synthetic IoU of the raw thresholded prediction on the split's masked faces, overall and per
-   mask style (the manifest's `mask_style`);
+1. synthetic IoU of the raw thresholded prediction on the split's masked faces, over the pixels
+   inside the photo (`iou_in_photo`), overall and per mask style (the manifest's `mask_style`);
 2. false positives on unmasked faces: the split's aligned faces themselves and every labelled
    face of ../shared/data/expressions-tw (detected and aligned): share of faces whose final region
    (`model.segmenter.find_mask_region`, the pipeline's answer) is "no mask", share whose raw
