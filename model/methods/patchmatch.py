@@ -24,11 +24,20 @@ class PatchMatchMethod(ImageMethod):
         self._pm = patch_match
 
     def _fill(self, image: np.ndarray, hole: np.ndarray) -> np.ndarray:
+        from model.faces import inside_from_fill
+
         if not hole.any():
             return image.copy()
+        # Where the aligned square runs past the photo (the flat grey fill) there is nothing to
+        # copy: those pixels are kept out of the search (pypatchmatch's global_mask), or flat grey
+        # patches would be pasted into the face.
+        unknown = ~inside_from_fill(image) & ~hole
+        extra = {"global_mask": unknown.astype(np.uint8) * 255} if unknown.any() else {}
         with _LOCK:
             self._pm.set_random_seed(self.seed)
-            out = self._pm.inpaint(image, hole.astype(np.uint8) * 255, patch_size=self.patch_size)
+            out = self._pm.inpaint(
+                image, hole.astype(np.uint8) * 255, patch_size=self.patch_size, **extra
+            )
         return np.asarray(out, dtype=np.uint8)
 
 
