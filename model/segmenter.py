@@ -139,8 +139,10 @@ def final_region(
     3. close (CLOSE_PX) and fill small holes (HOLE_MAX: a print the network missed), then smooth
        the outline (a blur and threshold) and clip to the zone in the photo again;
     4. with `inside` (bool (H, W), which aligned pixels lie in the photo): where the region comes
-       within EDGE_REACH_PX of the photo's edge, extend it to the edge and a little past it, so no
-       band of mask stays between the hole and the border after the feathered paste-back.
+       within EDGE_REACH_PX of the photo's edge, extend it straight to the edge (along the edge's
+       normal: a pixel of the band joins when the region lies right behind it, so what is beside
+       the mask there, a collar or a shirt, stays) and a little past it, so no band of mask stays
+       between the hole and the border after the feathered paste-back.
     """
     from scipy.ndimage import binary_fill_holes
 
@@ -165,13 +167,28 @@ def final_region(
     m |= np.isin(labels, small)
     m = (cv2.GaussianBlur(m.astype(np.float32), (0, 0), 2.0) > 0.5) & seen
     if inside is not None and m.any() and not np.asarray(inside).all():
-        inside = np.asarray(inside, bool)
-        to_edge = cv2.distanceTransform(inside.astype(np.uint8), cv2.DIST_L2, 3)
-        k = 2 * EDGE_REACH_PX + 1
-        near_region = cv2.dilate(m.astype(np.uint8), np.ones((k, k), np.uint8)) > 0
-        m |= near_region & (to_edge <= EDGE_REACH_PX) & (to_edge > 0) & _grown(zone, 8)
+        m |= _toward_edge(m, np.asarray(inside, bool)) & _grown(zone, 8)
         m |= ~inside & (cv2.dilate(m.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0)
     return m
+
+
+def _toward_edge(region: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """(H, W) bool: the pixels of the photo within EDGE_REACH_PX of its edge that have `region`
+    right behind them: one step past EDGE_REACH_PX deeper, along the inward normal of the edge
+    (the gradient of the distance to it)."""
+    to_edge = cv2.distanceTransform(inside.astype(np.uint8), cv2.DIST_L2, 5)
+    gy, gx = np.gradient(cv2.GaussianBlur(to_edge, (0, 0), 1.5))
+    norm = np.hypot(gx, gy)
+    ys, xs = np.nonzero((to_edge > 0) & (to_edge <= EDGE_REACH_PX) & (norm > 1e-3))
+    if ys.size == 0:
+        return np.zeros_like(region, dtype=bool)
+    step = (EDGE_REACH_PX + 2 - to_edge[ys, xs]) / norm[ys, xs]
+    h, w = region.shape
+    qy = np.clip(np.round(ys + gy[ys, xs] * step).astype(int), 0, h - 1)
+    qx = np.clip(np.round(xs + gx[ys, xs] * step).astype(int), 0, w - 1)
+    out = np.zeros_like(region, dtype=bool)
+    out[ys, xs] = region[qy, qx]
+    return out
 
 
 def _grown(mask: np.ndarray, px: int) -> np.ndarray:

@@ -71,6 +71,26 @@ def test_rule_reaches_the_photo_edge(aligned):
     assert not without[edge - 5 : edge, mid].any()  # without the edge, nothing is invented
 
 
+def test_edge_extension_goes_straight_to_the_edge_not_sideways(aligned):
+    """Where the photo's edge cuts the face, only the band right under the mask joins the hole:
+    beside it (a collar, a shirt where the mask curves up) nothing is added."""
+    prob, seg = _mask_prob(aligned)
+    rows = np.nonzero(seg.any(1))[0]
+    edge = rows.max() - 20
+    inside = np.zeros_like(seg)
+    inside[:edge] = True
+    cols = np.nonzero(seg[edge - 1])[0]
+    c0, c1 = cols[len(cols) // 3], cols[2 * len(cols) // 3]
+    short = prob.copy()
+    short[edge - 10 :] = 0  # the middle third stops 10 px short of the edge
+    short[edge - 30 :, :c0] = 0  # the sides 30 px short: a shirt between mask and edge there
+    short[edge - 30 :, c1 + 1 :] = 0
+    region = final_region(short, aligned.landmarks, inside)
+    assert region[edge - 10 : edge, c0 + 6 : c1 - 5].all()  # under the mask: in the hole
+    assert not region[edge - 6 : edge, c1 + 8 : c1 + 14].any()  # beside it: not
+    assert not region[edge - 6 : edge, c0 - 13 : c0 - 7].any()
+
+
 class _Fixed:
     """A segmenter that answers a fixed probability map (the rule is what is tested here)."""
 
