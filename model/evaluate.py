@@ -170,6 +170,7 @@ class MethodResult:
     ms_per_image: float = math.nan
     note: str = ""  # why it was skipped, when it was
     budget: str = ""  # the compute its weights were made with (from the model card)
+    budget_given: str = ""  # the card's budget.given ("8000img", "30m"; "" for none)
 
 
 def budget_of(card: dict) -> str:
@@ -426,6 +427,13 @@ def _notes(context: dict[str, str], results: list[MethodResult]) -> list[str]:
     if context.get("face_metrics") == "off":
         notes.append("- Identity and landmark metrics were not computed (`--no-face-metrics`).")
     budgets = [r for r in results if r.budget]
+    given = [r for r in results if r.budget_given]
+    if len(given) > 1 and len({r.budget_given for r in given}) == 1:
+        notes.append(
+            f"- **Equal budget**: the {len(given)} trained rows "
+            f"({', '.join(f'`{r.key}`' for r in given)}) were each given the same training budget, "
+            f"`{given[0].budget_given}` (`unmask train --budget`), as their model cards record."
+        )
     if budgets:
         notes.append(
             "- Training compute behind each learned row (from its model card; the rows are NOT an "
@@ -552,9 +560,10 @@ def real_figure(path: Path, photos: Path, methods: dict, *, untrained: str | Non
         if not region.found:  # the pipeline leaves such a photo unchanged: nothing to compare
             continue
         mask = region.mask
-        rows.append(
-            [face, _overlay(face, mask), *(m.inpaint(face, mask) for m in methods.values())]
-        )
+        # As the demo shows them: the region and the results only inside the photo (the hole runs
+        # past its edge for the feathered paste-back; what a method paints there is not shown).
+        outputs = (aligned.fill_outside(m.inpaint(face, mask)) for m in methods.values())
+        rows.append([face, _overlay(face, mask & aligned.inside), *outputs])
     if not rows:
         return f"real-photo figure skipped: no face found in {photos}"
     columns = ["Photo (aligned)", "Predicted mask", *(METHODS[k].label for k in methods)]
@@ -616,7 +625,10 @@ def run_table2(args) -> int:
             refs=refs,
             keep=keep,
         )
-        r.budget = budget_of(getattr(methods[key], "card", {}) or {})
+        card = getattr(methods[key], "card", {}) or {}
+        r.budget = budget_of(card)
+        given = (card.get("budget") or {}).get("given", "")
+        r.budget_given = "" if given in ("", "0 steps") or card.get("untrained") else given
         results.append(r)
 
     write_table2(args.out, results, _context(args, device))

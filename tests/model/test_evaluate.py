@@ -273,3 +273,15 @@ def test_eval_scores_the_output_as_delivered_outside_the_photo_is_the_fill():
     # MSE (mask): over the 66 mask rows inside the photo only, where every pixel is off by 0.1
     # (12.75 grey levels, less where clipped at 255): about 3 * 12.75**2 = 488 per pixel.
     assert 400 < a.rows[0]["mse"] < 490
+
+
+def test_notes_say_equal_budget_only_when_the_cards_agree():
+    ctx = {"data": "d", "split": "test", "when": "now", "machine": "m", "device": "cpu"}
+
+    def row(key, given):
+        return E.MethodResult(key, key, budget=f"{key} budget", budget_given=given)
+
+    same = E._notes(ctx, [row("pix2pix", "8000img"), row("unmask", "8000img"), row("telea", "")])
+    assert any("**Equal budget**" in n and "`8000img`" in n for n in same)
+    mixed = E._notes(ctx, [row("pix2pix", "8000img"), row("unmask", "30m")])
+    assert not any("Equal budget" in n for n in mixed)
