@@ -168,7 +168,12 @@ def _compare_tab(visit: gr.State) -> None:
         concurrency_limit=RUN_CONCURRENCY,
         concurrency_id="run",
     ).then(service.download, [visit], [download], api_name="download")  # zip after the gallery
-    chosen.input(service.paste, [visit, chosen], [pasted], api_name="paste")
+    chosen.input(
+        lambda v, k: service.as_file(service.paste(v, k)),
+        [visit, chosen],
+        [pasted],
+        api_name="paste",
+    )
     # Clicking a result in the gallery pastes that one back (same as the dropdown).
     results.select(_pick, [visit], [chosen, pasted], api_name="pick", api_visibility="private")
 
@@ -199,9 +204,9 @@ def _run(visit, editor, keys, chosen):
         view.visit,
         view.status,
         view.editor or gr.skip(),
-        view.gallery,
+        service.as_files(view.gallery),
         view.timings,
-        view.photo,
+        service.as_file(view.photo),
         gr.update(choices=ran, value=view.chosen),
     )
 
@@ -210,7 +215,7 @@ def _pick(visit, evt: gr.SelectData):
     key = service.key_at(visit, evt.index)
     if key is None:  # the input or the ground truth: nothing to paste
         return gr.skip(), gr.skip()
-    return key, service.paste(visit, key)
+    return key, service.as_file(service.paste(visit, key))
 
 
 def _study_tab() -> None:

@@ -382,6 +382,30 @@ def gallery(prepared: pipeline.Prepared, results: dict) -> list[tuple[np.ndarray
     return items
 
 
+def as_files(items: list[tuple[np.ndarray, str]]) -> list[tuple[str, str]]:
+    """Gallery items with their images written as PNGs into a fresh folder of this process's
+    outputs (removed after KEEP_OUTPUTS_S), for Gradio to serve.
+
+    Gradio caches a returned array under a hash of its bytes and rewrites that file in place each
+    time: two visitors shown the same picture (the same upload's input or ground truth) at once
+    then race, and one download reads a truncated file. A file path is copied into the cache once,
+    atomically."""
+    _clean_old_outputs()
+    folder = _OUT_DIR / "runs" / uuid.uuid4().hex
+    folder.mkdir(parents=True)
+    out = []
+    for i, (image, caption) in enumerate(items):
+        path = folder / f"{i:02d}.png"
+        path.write_bytes(_png(image))  # a new folder: no one else reads this path
+        out.append((str(path), caption))
+    return out
+
+
+def as_file(image: np.ndarray | None) -> str | None:
+    """One picture as a PNG path (see `as_files`), None stays None."""
+    return None if image is None else as_files([(image, "")])[0][0]
+
+
 def timings_markdown(results: dict) -> str:
     if not results:
         return ""

@@ -160,3 +160,14 @@ def test_a_bare_face_is_answered_no_mask_and_left_unchanged(astronaut, monkeypat
     ran = service.run(view.visit, None, None)
     assert "nothing to remove" in ran.status and "⚠" not in ran.status
     assert not ran.visit.results
+
+
+def test_gallery_files_are_new_paths_for_every_call():
+    """Two visitors shown the same picture get two files: Gradio's cache of an array rewrites one
+    shared file in place, and a concurrent download then read it truncated (a flaky CI run)."""
+    image = np.full((8, 8, 3), 77, np.uint8)
+    first, second = service.as_files([(image, "Input")]), service.as_files([(image, "Input")])
+    assert first[0][1] == second[0][1] == "Input"
+    assert first[0][0] != second[0][0]
+    assert (np.asarray(Image.open(first[0][0])) == image).all()
+    assert service.as_file(None) is None
