@@ -168,12 +168,7 @@ def _compare_tab(visit: gr.State) -> None:
         concurrency_limit=RUN_CONCURRENCY,
         concurrency_id="run",
     ).then(service.download, [visit], [download], api_name="download")  # zip after the gallery
-    chosen.input(
-        lambda v, k: service.as_file(service.paste(v, k)),
-        [visit, chosen],
-        [pasted],
-        api_name="paste",
-    )
+    chosen.input(_paste, [visit, chosen], [pasted], api_name="paste")
     # Clicking a result in the gallery pastes that one back (same as the dropdown).
     results.select(_pick, [visit], [chosen, pasted], api_name="pick", api_visibility="private")
 
@@ -215,7 +210,12 @@ def _pick(visit, evt: gr.SelectData):
     key = service.key_at(visit, evt.index)
     if key is None:  # the input or the ground truth: nothing to paste
         return gr.skip(), gr.skip()
-    return key, service.as_file(service.paste(visit, key))
+    return key, _paste(visit, key)
+
+
+def _paste(visit, key):
+    """The chosen result pasted back into the photo, as a file (see `service.as_files`)."""
+    return service.as_file(service.paste(visit, key))
 
 
 def _study_tab() -> None:

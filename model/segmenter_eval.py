@@ -72,12 +72,12 @@ def split_iou(
         for fid, p, t, face in zip(
             s.ids[i : i + batch], pred, s.seg[i : i + batch], s.face[i : i + batch], strict=True
         ):
-            # Scored inside the photo (see iou_in_photo); the pooled IoU likewise.
+            # Scored inside the photo (as `iou_in_photo`); the pooled IoU likewise.
             inside = inside_from_fill(face)
             t = np.asarray(t, bool)
             scores_all.append(iou(p, t))
-            scores.append(iou_in_photo(p, t, face))
             p, t = p & inside, t & inside
+            scores.append(iou(p, t))
             inter += int(np.logical_and(p, t).sum())
             union += int(np.logical_or(p, t).sum())
             style = styles.get(fid, "?").split(":")[0]
