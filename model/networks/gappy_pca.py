@@ -24,6 +24,10 @@ class GappyPCAConfig:
     # Ridge strength relative to the per-component prior variance: (B_v^T B_v + ridge * diag(1/var)) c
     # = B_v^T (x_v - mean_v). In pixel units of [-1, 1]^2; chosen on validation faces (see the card).
     ridge: float = 0.02
+    # Fit the basis on the training faces and their mirror images (left-right flipped): twice
+    # the examples of a face's variation, and a basis closed under mirroring (Kirby & Sirovich
+    # 1990 extend their eigenface ensemble the same way).
+    mirror: bool = False
 
 
 class GappyPCA(nn.Module):
@@ -123,7 +127,9 @@ def fit_gappy_pca(
     faces: torch.Tensor, cfg: GappyPCAConfig, *, oversample: int = 20, iters: int = 3, seed: int = 0
 ) -> GappyPCA:
     """PCA of faces (N, 3, S, S) uint8 or float in [-1, 1], at `cfg.size`, by randomized SVD
-    (Halko, Martinsson & Tropp 2011, via `torch.svd_lowrank`). Returns the fitted module."""
+    (Halko, Martinsson & Tropp 2011, via `torch.svd_lowrank`); with `cfg.mirror` of the faces
+    and their mirror images (2N examples). Returns the fitted module. Raises ValueError when
+    N <= `cfg.components`."""
     n = faces.shape[0]
     if n <= cfg.components:
         raise ValueError(f"{n} faces cannot give {cfg.components} components: need more faces")
@@ -133,7 +139,10 @@ def fit_gappy_pca(
         if x.shape[-1] != cfg.size:
             x = F.interpolate(x, size=(cfg.size, cfg.size), mode="area")
         chunks.append(x.reshape(len(x), -1))
-    data = torch.cat(chunks)  # (N, P)
+        if cfg.mirror:
+            chunks.append(x.flip(-1).reshape(len(x), -1))
+    data = torch.cat(chunks)  # (N or 2N, P)
+    n = len(data)
     mean = data.mean(0)
     data -= mean
     gen_state = torch.random.get_rng_state()

@@ -30,6 +30,7 @@ class UnmaskGeneratorConfig:
     prior_components: int = 160
     prior_fit_size: int = 32  # side at which the prior's coefficients are fitted
     prior_ridge: float = 0.1
+    prior_mirror: bool = False  # fit the basis on the training faces and their mirror images
 
 
 class GatedConv(nn.Module):
@@ -74,6 +75,7 @@ class UnmaskGenerator(nn.Module):
                     components=cfg.prior_components,
                     fit_size=cfg.prior_fit_size,
                     ridge=cfg.prior_ridge,
+                    mirror=cfg.prior_mirror,
                 )
             )
         self.stem = GatedConv(7 if self.prior is not None else 4, c0, 5, 1)  # (B, c0, H, W)

@@ -92,3 +92,22 @@ def test_mirror_permutation_is_an_involution_swapping_left_and_right():
     assert (
         MIRROR_68[0] == 16 and MIRROR_68[36] == 45 and MIRROR_68[48] == 54 and MIRROR_68[30] == 30
     )
+
+
+def test_mirrored_gappy_pca_basis_is_closed_under_mirroring():
+    from model.networks.gappy_pca import GappyPCAConfig, fit_gappy_pca
+
+    faces = torch.randint(
+        0, 256, (12, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
+    cfg = GappyPCAConfig(size=16, components=8, mirror=True)
+    prior = fit_gappy_pca(faces, cfg)
+    mean = prior.mean.view(3, 16, 16)
+    assert torch.allclose(mean, mean.flip(-1), atol=1e-6)
+    comps = prior.components.view(8, 3, 16, 16)
+    # The data's covariance commutes with the flip: each component is symmetric or antisymmetric.
+    cos = (comps * comps.flip(-1)).flatten(1).sum(1)  # (8,) of +-1 for unit components
+    assert torch.allclose(cos.abs(), torch.ones(8), atol=1e-3), cos
+    plain = fit_gappy_pca(faces, GappyPCAConfig(size=16, components=8))
+    plain_cos = plain.components.view(8, 3, 16, 16) * plain.components.view(8, 3, 16, 16).flip(-1)
+    assert plain_cos.flatten(1).sum(1).abs().min() < 0.9  # random faces: no symmetry without it
