@@ -25,7 +25,7 @@ from model import metrics as M
 from model.config import MASKED, new_run_dir, shared_data_dir
 from model.data import load_split
 from model.faces import OUTSIDE_FILL, inside_from_fill
-from model.methods.registry import METHODS, parse
+from model.methods.registry import METHODS, ordered, parse
 from model.run_folder import RunFolder
 
 # The columns of Tables 1 and 2, in order, from the one metrics table.
@@ -77,6 +77,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-face-metrics",
         action="store_true",
         help="skip the dlib identity distance and landmark NME (the slow, CPU-only part)",
+    )
+    parser.add_argument(
+        "--keep-rows",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="re-score only --methods and take every other method's row from an earlier Table 2 "
+        "in DIR (its table2.csv and per_image.csv, same split and images; e.g. results/metrics "
+        "after retraining one method); the notes say which rows were kept and from when",
     )
     parser.add_argument(
         "--device", default=None, help="torch device (default: cuda when available, else cpu)"
@@ -422,6 +431,8 @@ def _notes(context: dict[str, str], results: list[MethodResult]) -> list[str]:
     notes.append(
         "- ms / image: inference only (batched, one untimed warm-up batch), excluding the metrics."
     )
+    if context.get("kept"):
+        notes.append(f"- Rows: {context['kept']}.")
     if context.get("untrained"):
         notes.append("- **TEST RUN with untrained networks: the numbers are meaningless.**")
     if context.get("face_metrics") == "off":
@@ -574,6 +585,61 @@ def real_figure(path: Path, photos: Path, methods: dict, *, untrained: str | Non
 # ---- entry points ------------------------------------------------------------------------------
 
 
+def kept_results(folder: Path, ids: Sequence[str], skip: Sequence[str]) -> tuple[list, str]:
+    """The rows of an earlier Table 2 (folder/table2.csv + per_image.csv) for the methods not in
+    `skip`, as MethodResults with their per-image values; and when/where that table was made
+    (its table2.md's Data note). Raises SystemExit with the reason when the folder has no table
+    or its images are not `ids` (another split, --limit or dataset build)."""
+    table_csv, per_image_csv = folder / "table2.csv", folder / "per_image.csv"
+    if not (table_csv.is_file() and per_image_csv.is_file()):
+        raise SystemExit(f"--keep-rows {folder}: no table2.csv and per_image.csv there")
+    with open(table_csv, newline="") as f:
+        table = [r for r in csv.DictReader(f) if r["status"] == "ok" and r["method"] not in skip]
+    with open(per_image_csv, newline="") as f:
+        per_image = list(csv.DictReader(f))
+    metric_names = [m.name for m in METRICS]
+    out = []
+    for row in table:
+        rows = [
+            {"id": r["id"], "method": r["method"], **{k: float(r[k]) for k in metric_names}}
+            for r in per_image
+            if r["method"] == row["method"]
+        ]
+        if sorted(r["id"] for r in rows) != sorted(ids):
+            raise SystemExit(
+                f"--keep-rows {folder}: its `{row['method']}` rows are not the {len(ids)} images "
+                "evaluated now (another split, --limit or dataset build); re-score all methods"
+            )
+        key = row["method"]
+        label = METHODS[key].label if key in METHODS else row["label"]
+        result = MethodResult(key, label, rows, float(row["ms_per_image"]))
+        if key in METHODS and METHODS[key].trainable:
+            card = _shipped_card(key)
+            result.budget = budget_of(card)
+            given = (card.get("budget") or {}).get("given", "")
+            result.budget_given = "" if given in ("", "0 steps") else given
+        out.append(result)
+    when = "at an earlier time"
+    md = folder / "table2.md"
+    if md.is_file():
+        for line in md.read_text().splitlines():
+            if line.startswith("- Data:") and "evaluated " in line:
+                when = line.split("evaluated ", 1)[1].split(" (device")[0]
+                break
+    return out, when
+
+
+def _shipped_card(key: str) -> dict:
+    import json
+
+    from model.checkpoint import weights_paths
+
+    try:
+        return json.loads(weights_paths(key)[1].read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def _device(name: str | None) -> torch.device:
     return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
 
@@ -606,6 +672,10 @@ def run_table2(args) -> int:
     refs = None if args.no_face_metrics else face_refs(split)
     keep = [] if args.no_figures else figure_indices(len(split.ids))
 
+    kept_rows, kept_when = [], ""
+    if args.keep_rows is not None:
+        kept_rows, kept_when = kept_results(args.keep_rows, split.ids, [MASKED, *keys])
+
     results, kept = [], {}
     floor, kept[MASKED] = evaluate_outputs(
         MASKED, "Masked input", split, None, device=device, batch=args.batch, refs=refs, keep=keep
@@ -630,8 +700,17 @@ def run_table2(args) -> int:
         given = (card.get("budget") or {}).get("given", "")
         r.budget_given = "" if given in ("", "0 steps") or card.get("untrained") else given
         results.append(r)
+    context = _context(args, device)
+    if kept_rows:
+        by_key = {r.key: r for r in results[1:] + kept_rows}
+        results = [results[0], *(by_key[k] for k in ordered(by_key))]
+        context["kept"] = (
+            f"rows of {', '.join(f'`{r.key}`' for r in kept_rows)} kept from the table in "
+            f"`{args.keep_rows}` (evaluated {kept_when}; `unmask eval --keep-rows`); the others "
+            "re-scored now"
+        )
 
-    write_table2(args.out, results, _context(args, device))
+    write_table2(args.out, results, context)
     print(f"wrote {args.out / 'table2.md'}, table2.csv, per_image.csv", file=sys.stderr)
     if not args.no_figures:
         synthetic_figure(args.figures / "qualitative_synthetic.png", split, results, kept)

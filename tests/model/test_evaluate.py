@@ -285,3 +285,43 @@ def test_notes_say_equal_budget_only_when_the_cards_agree():
     assert any("**Equal budget**" in n and "`8000img`" in n for n in same)
     mixed = E._notes(ctx, [row("pix2pix", "8000img"), row("unmask", "30m")])
     assert not any("Equal budget" in n for n in mixed)
+
+
+def test_keep_rows_rescores_one_method_and_keeps_the_others(tiny_dataset, tmp_path):
+    _, data = tiny_dataset
+    from model.data import load_split
+
+    split = max(("test", "val", "train"), key=lambda s: len(load_split(data, s)))
+    base = ["eval", "--data", str(data), "--split", split, "--limit", "3", "--batch", "2"]
+    base += ["--untrained", "tiny", "--no-figures", "--no-face-metrics"]
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert unmask([*base, "--methods", "telea,pix2pix_mask", "--out", str(first)]) == 0
+    argv = [*base, "--methods", "pix2pix_mask", "--keep-rows", str(first), "--out", str(second)]
+    assert unmask(argv) == 0
+
+    def table(folder):
+        with open(folder / "table2.csv") as f:
+            return {r["method"]: r for r in csv.DictReader(f)}
+
+    old, new = table(first), table(second)
+    assert list(new) == ["masked", "telea", "pix2pix_mask"]  # registry order, kept row in place
+    for col in ("n", "mse_mean", "psnr_mean", "ssim_mean", "lpips_mean", "ms_per_image"):
+        assert new["telea"][col] == old["telea"][col]  # kept, not re-scored
+    with open(second / "per_image.csv") as f:
+        assert {r["method"] for r in csv.DictReader(f)} == {"masked", "telea", "pix2pix_mask"}
+    md = (second / "table2.md").read_text()
+    assert "Patch-based (Telea)" in md and "`telea` kept from the table in" in md
+    # Other images than the kept table's: refused with the reason, nothing mixed.
+    other = [a if a != "3" else "2" for a in base]  # --limit 2
+    with pytest.raises(SystemExit, match="not the 2 images"):
+        unmask(
+            [
+                *other,
+                "--methods",
+                "pix2pix_mask",
+                "--keep-rows",
+                str(first),
+                "--out",
+                str(tmp_path / "third"),
+            ]
+        )
