@@ -65,6 +65,8 @@ SIDE_REACH = 0.35  # the region may reach this far past the jaw line (inter-ocul
 CHIN_REACH = 0.9  # ... and this far below the chin (masks run under it)
 EDGE_REACH_PX = 14  # a region this close to the photo's edge is extended to it
 CLOSE_PX = 4  # closing radius: rims and gaps in printed fabric
+STRIP_PX = 6  # an arm of the region narrower than 2 * STRIP_PX + 1 (a strap, a lanyard, a dark
+STRIP_MIN_AREA = 0.0015  # edge beside the jaw) covering this share of the face or more is cut off
 HOLE_MAX = 0.012  # holes in the region up to this share of the face are filled (a print, a logo);
 # larger ones are kept (a hand or a microphone in front of the mask is not to be inpainted)
 NO_MASK_MESSAGE = (
@@ -137,7 +139,9 @@ def final_region(
        one piece across the face: strays on hands, hair, collars and shoulders go), grown through
        the pixels connected to it with p > GROW_THRESHOLD;
     3. close (CLOSE_PX) and fill small holes (HOLE_MAX: a print the network missed), then smooth
-       the outline (a blur and threshold) and clip to the zone in the photo again;
+       the outline (a blur and threshold) and clip to the zone in the photo again; cut off thin
+       arms (`_without_strips`: a strap or lanyard hanging from the mask, a dark edge beside the
+       jaw);
     4. with `inside` (bool (H, W), which aligned pixels lie in the photo): where the region comes
        within EDGE_REACH_PX of the photo's edge, extend it straight to the edge (along the edge's
        normal: a pixel of the band joins when the region lies right behind it, so what is beside
@@ -166,10 +170,26 @@ def final_region(
     small = np.nonzero(stats[1:, cv2.CC_STAT_AREA] <= HOLE_MAX * m.size)[0] + 1
     m |= np.isin(labels, small)
     m = (cv2.GaussianBlur(m.astype(np.float32), (0, 0), 2.0) > 0.5) & seen
+    m = _without_strips(m)
     if inside is not None and m.any() and not np.asarray(inside).all():
         m |= _toward_edge(m, np.asarray(inside, bool)) & _grown(zone, 8)
         m |= ~inside & (cv2.dilate(m.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0)
     return m
+
+
+def _without_strips(region: np.ndarray) -> np.ndarray:
+    """`region` without its thin arms: the parts that an opening of radius STRIP_PX removes, where
+    one such part covers STRIP_MIN_AREA of the image or more (the few pixels an opening shaves off
+    the region's corners stay, so no rim of mask is left there). A region thin everywhere (a
+    mask pulled far down) is returned as it is."""
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * STRIP_PX + 1, 2 * STRIP_PX + 1))
+    body = cv2.morphologyEx(region.astype(np.uint8), cv2.MORPH_OPEN, disk) > 0
+    if not body.any():
+        return region
+    arms = region & ~body
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(arms.astype(np.uint8), connectivity=8)
+    big = np.nonzero(stats[1:, cv2.CC_STAT_AREA] >= STRIP_MIN_AREA * region.size)[0] + 1
+    return region & ~np.isin(labels, big)
 
 
 def _toward_edge(region: np.ndarray, inside: np.ndarray) -> np.ndarray:

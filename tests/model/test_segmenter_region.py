@@ -163,3 +163,19 @@ def _grown(mask: np.ndarray, px: int) -> np.ndarray:
 
     k = 2 * px + 1
     return cv2.dilate(mask.astype(np.uint8), np.ones((k, k), np.uint8)) > 0
+
+
+def test_a_strap_hanging_from_the_mask_is_cut_off(aligned):
+    """A thin confident arm joined to the mask (a strap or lanyard hanging beside the jaw, real
+    photo 0417) is not inpainted; the mask itself stays whole, corners included."""
+    prob, seg = _mask_prob(aligned)
+    lm = aligned.landmarks
+    strap = np.zeros_like(prob)
+    x, top = int(lm[11, 0]), int(lm[11, 1])
+    strap[top : top + 60, x - 4 : x + 5] = 0.95  # 9 px wide, from the mask's side downwards
+    region = final_region(np.maximum(prob, strap), lm)
+    below = strap.astype(bool) & ~_grown(seg, 8)  # past the fillet where it joins the mask
+    assert below.sum() > 100
+    assert (region & below).sum() < 0.1 * below.sum()
+    plain = final_region(prob, lm)
+    assert (region & seg).sum() >= 0.99 * (plain & seg).sum()
