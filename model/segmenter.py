@@ -65,8 +65,8 @@ SIDE_REACH = 0.35  # the region may reach this far past the jaw line (inter-ocul
 CHIN_REACH = 0.9  # ... and this far below the chin (masks run under it)
 EDGE_REACH_PX = 14  # a region this close to the photo's edge is extended to it
 CLOSE_PX = 4  # closing radius: rims and gaps in printed fabric
-STRIP_PX = 6  # an arm of the region narrower than 2 * STRIP_PX + 1 (a strap, a lanyard, a dark
-STRIP_MIN_AREA = 0.0015  # edge beside the jaw) covering this share of the face or more is cut off
+STRIP_PX = 10  # an arm of the region narrower than 2 * STRIP_PX + 1 (a strap, a lanyard, a dark
+STRIP_MIN_AREA = 0.003  # edge beside the jaw) covering this share of the face or more is cut off
 HOLE_MAX = 0.012  # holes in the region up to this share of the face are filled (a print, a logo);
 # larger ones are kept (a hand or a microphone in front of the mask is not to be inpainted)
 NO_MASK_MESSAGE = (

@@ -172,9 +172,9 @@ def test_a_strap_hanging_from_the_mask_is_cut_off(aligned):
     lm = aligned.landmarks
     strap = np.zeros_like(prob)
     x, top = int(lm[11, 0]), int(lm[11, 1])
-    strap[top : top + 60, x - 4 : x + 5] = 0.95  # 9 px wide, from the mask's side downwards
+    strap[top : top + 60, x - 8 : x + 9] = 0.95  # 17 px wide, from the mask's side downwards
     region = final_region(np.maximum(prob, strap), lm)
-    below = strap.astype(bool) & ~_grown(seg, 8)  # past the fillet where it joins the mask
+    below = strap.astype(bool) & ~_grown(seg, 12)  # past the fillet where it joins the mask
     assert below.sum() > 100
     assert (region & below).sum() < 0.1 * below.sum()
     plain = final_region(prob, lm)
