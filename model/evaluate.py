@@ -308,6 +308,25 @@ def evaluate_outputs(
     return result, kept
 
 
+def figure_outputs(
+    infer: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    split,
+    indices: Sequence[int],
+    device: torch.device,
+) -> dict[int, np.ndarray]:
+    """A method's outputs (H, W, 3) uint8, as delivered, on the split's faces `indices` only (the
+    qualitative grid's faces of a row kept with --keep-rows)."""
+    idx = list(indices)
+    if not idx:
+        return {}
+    masked = M.to_tensor(split.masked[idx]).to(device)
+    mask = torch.from_numpy(split.seg[idx][:, None].astype(np.float32)).to(device)
+    with torch.no_grad():
+        out = infer(masked, mask)
+    out_u8, _, _ = as_delivered(out, split.face[idx], mask)
+    return dict(zip(idx, out_u8, strict=True))
+
+
 def load_methods(
     keys: Sequence[str],
     *,
@@ -712,6 +731,18 @@ def run_table2(args) -> int:
 
     write_table2(args.out, results, context)
     print(f"wrote {args.out / 'table2.md'}, table2.csv, per_image.csv", file=sys.stderr)
+    if not args.no_figures and kept_rows:
+        # The grids show every row: the kept methods run on the figure's faces only.
+        more, _ = load_methods(
+            [r.key for r in kept_rows if r.key in METHODS],
+            untrained=args.untrained,
+            device=device,
+            weights_dir=args.weights_dir,
+        )
+        for key, method in more.items():
+            kept[key] = figure_outputs(method.inpaint_batch, split, keep, device)
+        methods = {k: {**methods, **more}[k] for k in ordered({**methods, **more})}
+        results = [r for r in results if r.key == MASKED or r.key in kept]
     if not args.no_figures:
         synthetic_figure(args.figures / "qualitative_synthetic.png", split, results, kept)
         print(f"wrote {args.figures / 'qualitative_synthetic.png'}", file=sys.stderr)

@@ -297,7 +297,11 @@ def test_keep_rows_rescores_one_method_and_keeps_the_others(tiny_dataset, tmp_pa
     first, second = tmp_path / "first", tmp_path / "second"
     assert unmask([*base, "--methods", "telea,pix2pix_mask", "--out", str(first)]) == 0
     argv = [*base, "--methods", "pix2pix_mask", "--keep-rows", str(first), "--out", str(second)]
-    assert unmask(argv) == 0
+    # With the grids: the kept row's method runs on the figure's faces only, and is shown.
+    argv = [a for a in argv if a != "--no-figures"] + ["--figures", str(tmp_path / "figs")]
+    assert unmask([*argv, "--real-photos", str(tmp_path / "no-photos")]) == 0
+    with Image.open(tmp_path / "figs" / "qualitative_synthetic.png") as im:
+        assert im.width > 4 * 192  # input, telea (kept), pix2pix_mask (re-scored), real
 
     def table(folder):
         with open(folder / "table2.csv") as f:
