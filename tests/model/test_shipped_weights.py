@@ -80,13 +80,5 @@ def test_unmask_beats_telea(mse_of):
     assert mse_of["unmask"] < mse_of["telea"], mse_of
 
 
-# A known shortfall of what ships, measured on 2026-11-30; strict: the test fails once it is
-# fixed, so the mark cannot outlive the defect.
-@pytest.mark.xfail(
-    strict=True,
-    reason="on this one face unmask v3 (8,000 training images, 51 CPU minutes) fills the four masks "
-    "at MSE 3,818 vs the eigenface prior's 3,707 (it wins two styles of four), though it leads on "
-    "200 val faces (1,600 vs 1,765): more training",
-)
 def test_unmask_beats_eigenface(mse_of):
     assert mse_of["unmask"] < mse_of["eigenface"], mse_of
