@@ -187,7 +187,7 @@ def _without_strips(region: np.ndarray) -> np.ndarray:
     if not body.any():
         return region
     arms = region & ~body
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(arms.astype(np.uint8), connectivity=8)
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(arms.astype(np.uint8), connectivity=8)
     big = np.nonzero(stats[1:, cv2.CC_STAT_AREA] >= STRIP_MIN_AREA * region.size)[0] + 1
     return region & ~np.isin(labels, big)
 
