@@ -67,6 +67,11 @@ EDGE_REACH_PX = 14  # a region this close to the photo's edge is extended to it
 CLOSE_PX = 4  # closing radius: rims and gaps in printed fabric
 STRIP_PX = 10  # an arm of the region narrower than 2 * STRIP_PX + 1 (a strap, a lanyard, a dark
 STRIP_MIN_AREA = 0.003  # edge beside the jaw) covering this share of the face or more is cut off
+CORE_REACH = 0.05  # the core of the zone: the jaw line grown this little; past it, in the margin
+# up to SIDE_REACH / CHIN_REACH, colour decides (`_colour_refined`: a wall, a neck, a collar beside
+# the mask that the network took for fabric)
+COLOUR_ITERS = 5  # GrabCut iterations of that decision
+COLOUR_MIN_PX = 200  # ... made only when the core holds this many mask pixels to learn from
 HOLE_MAX = 0.012  # holes in the region up to this share of the face are filled (a print, a logo);
 # larger ones are kept (a hand or a microphone in front of the mask is not to be inpainted)
 NO_MASK_MESSAGE = (
@@ -88,10 +93,16 @@ class MaskRegion:
     message: str | None = None  # for a person, when not found
 
 
-def lower_face_zone(landmarks: np.ndarray, shape: tuple[int, int] = (256, 256)) -> np.ndarray:
+def lower_face_zone(
+    landmarks: np.ndarray,
+    shape: tuple[int, int] = (256, 256),
+    side_reach: float = SIDE_REACH,
+    chin_reach: float = CHIN_REACH,
+) -> np.ndarray:
     """(H, W) bool: where a face mask can be: below the eyes (model.masks.eye_guard, the rule the
-    synthetic masks follow), inside the jaw line grown by SIDE_REACH at the cheeks and CHIN_REACH
-    under the chin. Never the background beside the head, never the hair or the eyes."""
+    synthetic masks follow), inside the jaw line grown by `side_reach` at the cheeks and
+    `chin_reach` under the chin (inter-ocular distances). Never the background beside the head,
+    never the hair or the eyes."""
     from model.masks import _FaceFrame, eye_guard
 
     frame = _FaceFrame(landmarks)
@@ -100,7 +111,7 @@ def lower_face_zone(landmarks: np.ndarray, shape: tuple[int, int] = (256, 256)) 
     pts = []
     for i in range(17):
         w = float(np.clip(1 - abs(i - 8) / 5, 0, 1))  # 0 at the ears, 1 at the chin
-        reach = SIDE_REACH + (CHIN_REACH - SIDE_REACH) * w
+        reach = side_reach + (chin_reach - side_reach) * w
         d = loc[i] - centre
         pts.append(loc[i] + reach * d / max(np.linalg.norm(d), 1e-6))
     # The top edge: the lower eyelids at the sides, a hair above landmark 28 on the nose
@@ -129,7 +140,10 @@ def midline_band(landmarks: np.ndarray, shape: tuple[int, int] = (256, 256)) -> 
 
 
 def final_region(
-    prob: np.ndarray, landmarks: np.ndarray, inside: np.ndarray | None = None
+    prob: np.ndarray,
+    landmarks: np.ndarray,
+    inside: np.ndarray | None = None,
+    image: np.ndarray | None = None,
 ) -> np.ndarray:
     """The hole to inpaint, from the segmenter's probabilities (H, W) on an aligned face.
 
@@ -141,7 +155,8 @@ def final_region(
     3. close (CLOSE_PX) and fill small holes (HOLE_MAX: a print the network missed), then smooth
        the outline (a blur and threshold) and clip to the zone in the photo again; cut off thin
        arms (`_without_strips`: a strap or lanyard hanging from the mask, a dark edge beside the
-       jaw);
+       jaw); with the aligned `image` (H, W, 3) uint8, let colour decide the region's pixels
+       past the jaw line (`_colour_refined`);
     4. with `inside` (bool (H, W), which aligned pixels lie in the photo): where the region comes
        within EDGE_REACH_PX of the photo's edge, extend it straight to the edge (along the edge's
        normal: a pixel of the band joins when the region lies right behind it, so what is beside
@@ -171,6 +186,8 @@ def final_region(
     m |= np.isin(labels, small)
     m = (cv2.GaussianBlur(m.astype(np.float32), (0, 0), 2.0) > 0.5) & seen
     m = _without_strips(m)
+    if image is not None and m.any():
+        m = _colour_refined(m, image, landmarks, zone, inside)
     if inside is not None and m.any() and not np.asarray(inside).all():
         m |= _toward_edge(m, np.asarray(inside, bool)) & _grown(zone, 8)
         m |= ~inside & (cv2.dilate(m.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0)
@@ -190,6 +207,43 @@ def _without_strips(region: np.ndarray) -> np.ndarray:
     _, labels, stats, _ = cv2.connectedComponentsWithStats(arms.astype(np.uint8), connectivity=8)
     big = np.nonzero(stats[1:, cv2.CC_STAT_AREA] >= STRIP_MIN_AREA * region.size)[0] + 1
     return region & ~np.isin(labels, big)
+
+
+def _colour_refined(
+    region: np.ndarray,
+    image: np.ndarray,
+    landmarks: np.ndarray,
+    zone: np.ndarray,
+    inside: np.ndarray | None,
+) -> np.ndarray:
+    """`region` with its pixels in the zone's margin (past the jaw line grown by CORE_REACH, up to
+    SIDE_REACH / CHIN_REACH) kept only where GrabCut (Rother, Kolmogorov & Blake 2004, OpenCV's
+    `cv2.grabCut`) assigns them to the mask. Its colour models start from the region inside the
+    core (the mask, certain), the rest of the core (the bare face, certain), everything outside the
+    zone (background, hair, clothing, certain) and the margin as the network left it (probable).
+    The network, which sees a mask's print or a pale wall at the face's side much alike, says
+    "mask" there with p 0.9; the colours of the two differ. Inside the core the network's answer
+    stands (a print on the mask may have any colour). `image` (H, W, 3) uint8 RGB; returns a
+    bool (H, W). GrabCut's k-means starts from a fixed seed (reproducible)."""
+    core = lower_face_zone(landmarks, region.shape, CORE_REACH, CORE_REACH)
+    margin = zone & ~core
+    if not (region & margin).any() or (region & core).sum() < COLOUR_MIN_PX:
+        return region  # nothing to decide, or too few mask pixels to learn the mask's colours
+    labels = np.full(region.shape, cv2.GC_BGD, np.uint8)
+    labels[core & region] = cv2.GC_FGD
+    labels[margin & region] = cv2.GC_PR_FGD
+    labels[margin & ~region] = cv2.GC_PR_BGD
+    if inside is not None:
+        labels[~np.asarray(inside, bool)] = cv2.GC_BGD  # the flat fill past the photo's edge
+    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.setRNGSeed(0)  # the calling thread's generator (OpenCV keeps one per thread)
+    bgr = np.ascontiguousarray(np.asarray(image, np.uint8)[..., ::-1])
+    try:
+        cv2.grabCut(bgr, labels, None, bgd, fgd, COLOUR_ITERS, cv2.GC_INIT_WITH_MASK)
+    except cv2.error:  # a degenerate colour model (e.g. a one-colour photo): keep the network's
+        return region
+    mask_coloured = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
+    return region & (core | mask_coloured)
 
 
 def _toward_edge(region: np.ndarray, inside: np.ndarray) -> np.ndarray:
@@ -235,7 +289,7 @@ def find_mask_region(
 
     prob = segmenter.probability(face)
     inside = inside_from_fill(face) if inside is None else np.asarray(inside, bool)
-    region = final_region(prob, landmarks, inside)
+    region = final_region(prob, landmarks, inside, face)
     seen = region & inside
     area = float(seen.mean())
     confidence = float(prob[seen].mean()) if seen.any() else 0.0

@@ -179,3 +179,37 @@ def test_a_strap_hanging_from_the_mask_is_cut_off(aligned):
     assert (region & below).sum() < 0.1 * below.sum()
     plain = final_region(prob, lm)
     assert (region & seg).sum() >= 0.99 * (plain & seg).sum()
+
+
+def test_a_wall_beside_the_mask_is_told_apart_by_its_colour(aligned):
+    """Past the jaw line the network may say "mask" on a pale wall beside the face (real photo
+    0999, p 0.9 there): with the photo given, colour (GrabCut) leaves the wall out of the hole and
+    keeps the mask's own pixels past the jaw line."""
+    from model.masks import apply_mask
+    from model.segmenter import CORE_REACH
+
+    lm = aligned.landmarks
+    masked = apply_mask(aligned.image, lm, seed=3, style="cloth")
+    seg = masked.seg
+    zone, core = (
+        lower_face_zone(lm),
+        lower_face_zone(lm, side_reach=CORE_REACH, chin_reach=CORE_REACH),
+    )
+    rows = np.nonzero(seg.any(1))[0]
+    painted = np.zeros_like(seg)
+    painted[rows.min() : rows.min() + 40, 128:] = True
+    painted &= ~core & ~seg  # a pale wall right of the face, in the zone's margin and past it
+    wall = painted & zone
+    assert wall.sum() > 150
+    image = masked.image.copy()
+    noise = np.random.default_rng(0).normal(0, 6, (int(painted.sum()), 3))  # a camera's grain
+    image[painted] = np.clip(np.array([232, 228, 218]) + noise, 0, 255).astype(np.uint8)
+    prob = np.where(seg | wall, 0.9, 0.02).astype(np.float32)
+    blind = final_region(prob, lm)
+    assert (blind & wall).sum() > 0.8 * wall.sum()  # without the photo the wall is in the hole
+    region = final_region(prob, lm, image=image)
+    assert (region & wall).sum() < 0.1 * wall.sum()
+    kept = seg & zone & ~core  # the mask past the jaw line
+    assert kept.sum() > 150
+    assert (region & kept).sum() > 0.9 * (blind & kept).sum()
+    assert (region & seg & core).sum() == (blind & seg & core).sum()  # the core is untouched
