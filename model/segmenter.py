@@ -155,13 +155,17 @@ def final_region(
     3. close (CLOSE_PX) and fill small holes (HOLE_MAX: a print the network missed), then smooth
        the outline (a blur and threshold) and clip to the zone in the photo again; cut off thin
        arms (`_without_strips`: a strap or lanyard hanging from the mask, a dark edge beside the
-       jaw); with the aligned `image` (H, W, 3) uint8, let colour decide the region's pixels
-       past the jaw line (`_colour_refined`);
+       jaw);
     4. with `inside` (bool (H, W), which aligned pixels lie in the photo): where the region comes
        within EDGE_REACH_PX of the photo's edge, extend it straight to the edge (along the edge's
        normal: a pixel of the band joins when the region lies right behind it, so what is beside
-       the mask there, a collar or a shirt, stays) and a little past it, so no band of mask stays
-       between the hole and the border after the feathered paste-back.
+       the mask there, a collar or a shirt, stays), so no band of mask stays between the hole
+       and the border;
+    5. with the aligned `image` (H, W, 3) uint8 RGB: let colour decide the doubtful pixels, those
+       past the jaw line and the band of step 4 (`_colour_refined`: a wall beside the face, or a
+       chin under a mask that stops short of the edge, is not the mask's fabric);
+    6. with `inside`, let the region run a little past the photo's edge (for the feathered
+       paste-back).
     """
     from scipy.ndimage import binary_fill_holes
 
@@ -186,10 +190,14 @@ def final_region(
     m |= np.isin(labels, small)
     m = (cv2.GaussianBlur(m.astype(np.float32), (0, 0), 2.0) > 0.5) & seen
     m = _without_strips(m)
+    cut = inside is not None and not np.asarray(inside).all()  # the photo ends inside the square
+    reach = np.zeros_like(m)  # the band added between the region and the photo's edge
+    if cut and m.any():
+        reach = _toward_edge(m, np.asarray(inside, bool)) & _grown(zone, 8) & ~m
+        m |= reach
     if image is not None and m.any():
-        m = _colour_refined(m, image, landmarks, zone, inside)
-    if inside is not None and m.any() and not np.asarray(inside).all():
-        m |= _toward_edge(m, np.asarray(inside, bool)) & _grown(zone, 8)
+        m = _colour_refined(m, image, landmarks, zone, inside, reach)
+    if cut and m.any():
         m |= ~inside & (cv2.dilate(m.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0)
     return m
 
@@ -215,24 +223,29 @@ def _colour_refined(
     landmarks: np.ndarray,
     zone: np.ndarray,
     inside: np.ndarray | None,
+    reach: np.ndarray,
 ) -> np.ndarray:
-    """`region` with its pixels in the zone's margin (past the jaw line grown by CORE_REACH, up to
-    SIDE_REACH / CHIN_REACH) kept only where GrabCut (Rother, Kolmogorov & Blake 2004, OpenCV's
-    `cv2.grabCut`) assigns them to the mask. Its colour models start from the region inside the
-    core (the mask, certain), the rest of the core (the bare face, certain), everything outside the
-    zone (background, hair, clothing, certain) and the margin as the network left it (probable).
-    The network, which sees a mask's print or a pale wall at the face's side much alike, says
-    "mask" there with p 0.9; the colours of the two differ. Inside the core the network's answer
-    stands (a print on the mask may have any colour). `image` (H, W, 3) uint8 RGB; returns a
-    bool (H, W). GrabCut's k-means starts from a fixed seed (reproducible)."""
+    """`region` with its doubtful pixels kept only where GrabCut (Rother, Kolmogorov & Blake 2004,
+    OpenCV's `cv2.grabCut`) assigns them to the mask. Doubtful: the zone's margin (past the jaw
+    line grown by CORE_REACH, up to SIDE_REACH / CHIN_REACH) and `reach`, the band added between
+    the region and the photo's edge (bool (H, W)). The colour models start from the rest of the
+    region (the mask, certain), the rest of the core (the bare face, certain), everything outside
+    the zone (background, hair, clothing, certain) and the doubtful pixels as the region left them
+    (probable). The network, which sees a mask's print or a pale wall at the face's side much
+    alike, says "mask" on such a wall with p 0.9; the colours of the two differ. So do a mask that
+    stops short of the photo's edge and the chin or collar below it, while a mask running off the
+    edge keeps its band. Inside the core the network's answer stands (a print on the mask may have
+    any colour). `image` (H, W, 3) uint8 RGB; returns a bool (H, W). GrabCut's k-means starts from
+    a fixed seed (reproducible)."""
     core = lower_face_zone(landmarks, region.shape, CORE_REACH, CORE_REACH)
-    margin = zone & ~core
-    if not (region & margin).any() or (region & core).sum() < COLOUR_MIN_PX:
+    doubt = (zone & ~core) | reach
+    certain = region & ~doubt
+    if not (region & doubt).any() or certain.sum() < COLOUR_MIN_PX:
         return region  # nothing to decide, or too few mask pixels to learn the mask's colours
     labels = np.full(region.shape, cv2.GC_BGD, np.uint8)
-    labels[core & region] = cv2.GC_FGD
-    labels[margin & region] = cv2.GC_PR_FGD
-    labels[margin & ~region] = cv2.GC_PR_BGD
+    labels[certain] = cv2.GC_FGD
+    labels[doubt & region] = cv2.GC_PR_FGD
+    labels[doubt & ~region] = cv2.GC_PR_BGD
     if inside is not None:
         labels[~np.asarray(inside, bool)] = cv2.GC_BGD  # the flat fill past the photo's edge
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
@@ -243,7 +256,7 @@ def _colour_refined(
     except cv2.error:  # a degenerate colour model (e.g. a one-colour photo): keep the network's
         return region
     mask_coloured = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
-    return region & (core | mask_coloured)
+    return region & (~doubt | mask_coloured)
 
 
 def _toward_edge(region: np.ndarray, inside: np.ndarray) -> np.ndarray:

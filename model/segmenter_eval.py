@@ -2,8 +2,9 @@
 
 `unmask eval --segmenter --data DIR` writes segmenter.md|json under --out and segmenter_real.png
 under --figures:
-1. synthetic IoU of the raw thresholded prediction on the split's masked faces, over the pixels
-   inside the photo (`iou_in_photo`), overall and per mask style (the manifest's `mask_style`);
+1. synthetic IoU on the split's masked faces, over the pixels inside the photo (`iou_in_photo`),
+   overall and per mask style (the manifest's `mask_style`): of the raw thresholded prediction,
+   and of the final region (`model.segmenter.find_mask_region`, the hole the pipeline paints);
 2. false positives on unmasked faces: the split's aligned faces themselves and every labelled
    face of ../shared/data/expressions-tw (detected and aligned): share of faces whose final region
    (`model.segmenter.find_mask_region`, the pipeline's answer) is "no mask", share whose raw
@@ -57,8 +58,9 @@ def _raw(segmenter, images: np.ndarray, batch: int = 16) -> np.ndarray:
 def split_iou(
     segmenter, data: Path, split: str = "test", limit: int | None = None, batch: int = 16
 ) -> dict:
-    """IoU of the raw thresholded prediction against the exact segmentation, overall and per
-    mask style; plus the false positives on the same faces without their masks."""
+    """IoU against the exact segmentation, overall and per mask style, of the raw thresholded
+    prediction and of the final region (the pipeline's hole; empty when it answers "no mask");
+    plus the false positives on the same faces without their masks."""
     from model.data import _read_manifest, load_split
     from model.faces import inside_from_fill
     from model.segmenter import THRESHOLD, find_mask_region
@@ -66,12 +68,20 @@ def split_iou(
     s = load_split(data, split, limit)
     styles = {r["id"]: r["mask_style"] for r in _read_manifest(Path(data) / "manifest.csv")}
     scores, scores_all, inter, union, per_style = [], [], 0, 0, {}
+    finals, final_per_style = [], {}
     bare_raw, bare_final, bare_found = [], [], []
     for i in tqdm(range(0, len(s.ids), batch), desc=f"segmenter ({split})", unit="batch"):
-        pred = _raw(segmenter, s.masked[i : i + batch]) > THRESHOLD  # (B, H, W)
-        for fid, p, t, face in zip(
-            s.ids[i : i + batch], pred, s.seg[i : i + batch], s.face[i : i + batch], strict=True
+        probs = _raw(segmenter, s.masked[i : i + batch])  # (B, H, W)
+        for j, (fid, prob, t, face) in enumerate(
+            zip(
+                s.ids[i : i + batch],
+                probs,
+                s.seg[i : i + batch],
+                s.face[i : i + batch],
+                strict=True,
+            )
         ):
+            p = prob > THRESHOLD
             # Scored inside the photo (as `iou_in_photo`); the pooled IoU likewise.
             inside = inside_from_fill(face)
             t = np.asarray(t, bool)
@@ -82,6 +92,11 @@ def split_iou(
             union += int(np.logical_or(p, t).sum())
             style = styles.get(fid, "?").split(":")[0]
             per_style.setdefault(style, []).append(scores[-1])
+            # The pipeline's hole: `inside` from the real face (the synthetic mask covers the
+            # flat fill in the masked one).
+            r = find_mask_region(_Fixed(prob), s.masked[i + j], s.landmarks[i + j], inside)
+            finals.append(iou(r.mask & inside, t))
+            final_per_style.setdefault(style, []).append(finals[-1])
         bare = _raw(segmenter, s.face[i : i + batch])
         for j, prob in enumerate(bare):
             bare_raw.append(float((prob > THRESHOLD).mean()))
@@ -97,8 +112,11 @@ def split_iou(
         "iou_mean_with_outside": _mean(scores_all),
         "share_iou_ge_0.9": _mean(np.array(scores) >= 0.9),
         "iou_per_style": {
-            k: {"n": len(v), "iou_mean": _mean(v)} for k, v in sorted(per_style.items())
+            k: {"n": len(v), "iou_mean": _mean(v), "final_iou_mean": _mean(final_per_style[k])}
+            for k, v in sorted(per_style.items())
         },
+        "final_iou_mean": _mean(finals),
+        "final_iou_median": float(np.median(finals)) if finals else float("nan"),
         "unmasked": _fp_summary(bare_raw, bare_final, bare_found),
     }
 
@@ -295,9 +313,17 @@ def markdown(report: dict) -> str:
         f"| {s['iou_mean']:.4f} | {s['iou_median']:.4f} | {s['iou_pooled']:.4f} "
         f"| {_pct(s['share_iou_ge_0.9'])} |",
         "",
-        "| mask style | faces | mean IoU |",
-        "| --- | ---: | ---: |",
-        *[f"| {k} | {v['n']} | {v['iou_mean']:.4f} |" for k, v in s["iou_per_style"].items()],
+        "The final region (`model.segmenter.find_mask_region`, the hole the pipeline paints: the "
+        "region rule on the same probabilities, with the photo's colours; empty where it answers "
+        f'"no mask"), same faces and pixels: mean IoU {s.get("final_iou_mean", float("nan")):.4f}, '
+        f"median {s.get('final_iou_median', float('nan')):.4f}.",
+        "",
+        "| mask style | faces | mean IoU, raw | mean IoU, final region |",
+        "| --- | ---: | ---: | ---: |",
+        *[
+            f"| {k} | {v['n']} | {v['iou_mean']:.4f} | {v.get('final_iou_mean', float('nan')):.4f} |"
+            for k, v in s["iou_per_style"].items()
+        ],
         "",
         "## Unmasked faces: left alone?",
         "",

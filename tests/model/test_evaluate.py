@@ -203,6 +203,7 @@ def test_eval_segmenter_on_a_built_split(tiny_dataset, tmp_path):
     assert report["synthetic"]["n"] == len(load_split(data, split).ids) > 0
     # The shipped segmenter (val IoU 0.97 on UTKFace) finds the procedural masks on the astronaut.
     assert report["synthetic"]["iou_mean"] > 0.8
+    assert report["synthetic"]["final_iou_mean"] > 0.8  # the pipeline's hole too
     assert report["real"]["shown"] == 1 and (figs / "segmenter_real.png").is_file()
     assert "mean IoU" in (out / "segmenter.md").read_text()
 
