@@ -244,8 +244,7 @@ def _colour_refined(
         return region  # nothing to decide, or too few mask pixels to learn the mask's colours
     labels = np.full(region.shape, cv2.GC_BGD, np.uint8)
     labels[certain] = cv2.GC_FGD
-    labels[doubt & region] = cv2.GC_PR_FGD
-    labels[doubt & ~region] = cv2.GC_PR_BGD
+    labels[doubt] = cv2.GC_PR_BGD  # the mask's colours are learnt from the certain part only
     if inside is not None:
         labels[~np.asarray(inside, bool)] = cv2.GC_BGD  # the flat fill past the photo's edge
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)

@@ -71,6 +71,36 @@ def test_rule_reaches_the_photo_edge(aligned):
     assert not without[edge - 5 : edge, mid].any()  # without the edge, nothing is invented
 
 
+def test_colour_tells_a_mask_running_off_the_edge_from_one_stopping_short(aligned):
+    """With the photo, the band added between the region and the photo's edge stays in the hole
+    where it shows the mask (the network stopped short of the edge) and leaves it where it shows
+    the chin (the mask itself stops short: synthetic faces cut at the chin, real photo copy 37)."""
+    from model.faces import OUTSIDE_FILL
+    from model.masks import apply_mask
+
+    lm = aligned.landmarks
+    masked = apply_mask(aligned.image, lm, seed=3, style="cloth")
+    seg = masked.seg
+    rows = np.nonzero(seg.any(1))[0]
+    edge = rows.max() - 20
+    inside = np.zeros_like(seg)
+    inside[:edge] = True
+    photo = masked.image.copy()
+    photo[edge:] = OUTSIDE_FILL  # the aligned square past the photo's bottom edge
+    short = np.where(seg, 0.95, 0.02).astype(np.float32)
+    short[edge - 10 :] = 0
+    cols = np.nonzero(seg[edge - 1])[0]
+    mid = cols[len(cols) // 4 : 3 * len(cols) // 4]
+    runs_off = final_region(short, lm, inside, photo)
+    assert runs_off[edge - 10 : edge, mid].mean() > 0.95  # the mask's band: in the hole
+    stops = photo.copy()  # the mask ends 10 px above the edge; a chin's skin below it
+    noise = np.random.default_rng(0).normal(0, 6, (10, stops.shape[1], 3))
+    stops[edge - 10 : edge] = np.clip(np.array([196, 148, 124]) + noise, 0, 255).astype(np.uint8)
+    stops_short = final_region(short, lm, inside, stops)
+    assert stops_short[edge - 10 : edge, mid].mean() < 0.2  # the chin: not in the hole
+    assert final_region(short, lm, inside)[edge - 10 : edge, mid].all()  # blind: in the hole
+
+
 def test_edge_extension_goes_straight_to_the_edge_not_sideways(aligned):
     """Where the photo's edge cuts the face, only the band right under the mask joins the hole:
     beside it (a collar, a shirt where the mask curves up) nothing is added."""
@@ -131,7 +161,10 @@ def test_a_piece_beside_the_midline_is_no_mask(aligned):
     assert (region & (side > 0) & ~_grown(seg, 6)).sum() == 0
     chin = np.zeros_like(prob)
     chin[int(lm[8, 1]) - 5 : int(lm[8, 1]) + 25, int(lm[6, 0]) : int(lm[10, 0])] = 0.95
-    assert find_mask_region(_Fixed(chin), aligned.image, lm).found  # under the chin: a mask
+    worn = aligned.image.copy()  # and the photo shows a light blue mask there
+    noise = np.random.default_rng(0).normal(0, 6, (int((chin > 0).sum()), 3))
+    worn[chin > 0] = np.clip(np.array([150, 190, 220]) + noise, 0, 255).astype(np.uint8)
+    assert find_mask_region(_Fixed(chin), worn, lm).found  # under the chin: a mask
 
 
 def test_what_lies_outside_the_photo_is_never_a_mask(aligned):
