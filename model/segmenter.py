@@ -235,8 +235,8 @@ def _colour_refined(
     alike, says "mask" on such a wall with p 0.9; the colours of the two differ. So do a mask that
     stops short of the photo's edge and the chin or collar below it, while a mask running off the
     edge keeps its band. Inside the core the network's answer stands (a print on the mask may have
-    any colour). `image` (H, W, 3) uint8 RGB; returns a bool (H, W). GrabCut's k-means starts from
-    a fixed seed (reproducible)."""
+    any colour); what it keeps of the doubtful pixels must join that part. `image` (H, W, 3) uint8
+    RGB; returns a bool (H, W). GrabCut's k-means starts from a fixed seed (reproducible)."""
     core = lower_face_zone(landmarks, region.shape, CORE_REACH, CORE_REACH)
     doubt = (zone & ~core) | reach
     certain = region & ~doubt
@@ -255,7 +255,11 @@ def _colour_refined(
     except cv2.error:  # a degenerate colour model (e.g. a one-colour photo): keep the network's
         return region
     mask_coloured = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
-    return region & (~doubt | mask_coloured)
+    kept = region & (~doubt | mask_coloured)
+    # Only doubtful pixels joined to the certain part: not the specks of a print on a shirt
+    # whose light threads match a light mask.
+    _, pieces = cv2.connectedComponents(kept.astype(np.uint8), connectivity=8)
+    return kept & np.isin(pieces, np.unique(pieces[certain & kept]))
 
 
 def _toward_edge(region: np.ndarray, inside: np.ndarray) -> np.ndarray:
