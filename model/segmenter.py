@@ -87,9 +87,9 @@ class MaskRegion:
 
     mask: np.ndarray  # bool (256, 256): the hole to inpaint; all False when not found
     found: bool  # False: no mask (the photo is to be left unchanged)
-    area: float  # share of the aligned face the final region covers inside the photo (the
-    # part past the photo's edge is never a mask; before the no-mask test)
-    confidence: float  # mean predicted probability inside it
+    area: float  # share of the aligned face the hole covers inside the photo (the part past the
+    # photo's edge is never a mask); when not found, the network's region's (the no-mask test)
+    confidence: float  # mean predicted probability inside the network's region
     message: str | None = None  # for a person, when not found
 
 
@@ -167,17 +167,27 @@ def final_region(
     6. with `inside`, let the region run a little past the photo's edge (for the feathered
        paste-back).
     """
+    m, zone, reach = _network_region(prob, landmarks, inside)
+    return _finished(m, zone, reach, landmarks, inside, image)
+
+
+def _network_region(
+    prob: np.ndarray, landmarks: np.ndarray, inside: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Steps 1-4 of `final_region` (the network's region, from its probabilities and the
+    geometry alone): (region, zone, the band of step 4), each bool (H, W)."""
     from scipy.ndimage import binary_fill_holes
 
     prob = np.asarray(prob)
     zone = lower_face_zone(landmarks, prob.shape)
     seen = zone if inside is None else zone & np.asarray(inside, bool)
     m = (prob > THRESHOLD) & seen
+    reach = np.zeros_like(m)  # the band added between the region and the photo's edge
     _, labels, stats, _ = cv2.connectedComponentsWithStats(m.astype(np.uint8), connectivity=8)
     crossing = np.unique(labels[m & midline_band(landmarks, prob.shape)])
     crossing = crossing[crossing > 0]
     if crossing.size == 0:
-        return np.zeros_like(m)
+        return np.zeros_like(m), zone, reach
     m = labels == crossing[int(np.argmax(stats[crossing, cv2.CC_STAT_AREA]))]
     # Hysteresis: light masks on real photos often come out at p 0.3-0.5 at their edges.
     _, weak = cv2.connectedComponents(((prob > GROW_THRESHOLD) & seen).astype(np.uint8), 8)
@@ -190,15 +200,30 @@ def final_region(
     m |= np.isin(labels, small)
     m = (cv2.GaussianBlur(m.astype(np.float32), (0, 0), 2.0) > 0.5) & seen
     m = _without_strips(m)
-    cut = inside is not None and not np.asarray(inside).all()  # the photo ends inside the square
-    reach = np.zeros_like(m)  # the band added between the region and the photo's edge
-    if cut and m.any():
+    if _cut(inside) and m.any():
         reach = _toward_edge(m, np.asarray(inside, bool)) & _grown(zone, 8) & ~m
         m |= reach
+    return m, zone, reach
+
+
+def _cut(inside: np.ndarray | None) -> bool:
+    """Does the photo end inside the aligned square?"""
+    return inside is not None and not np.asarray(inside).all()
+
+
+def _finished(
+    m: np.ndarray,
+    zone: np.ndarray,
+    reach: np.ndarray,
+    landmarks: np.ndarray,
+    inside: np.ndarray | None,
+    image: np.ndarray | None,
+) -> np.ndarray:
+    """Steps 5-6 of `final_region` on the network's region `m` (`_network_region`)."""
     if image is not None and m.any():
         m = _colour_refined(m, image, landmarks, zone, inside, reach)
-    if cut and m.any():
-        m |= ~inside & (cv2.dilate(m.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0)
+    if _cut(inside) and m.any():
+        m = m | (~inside & (cv2.dilate(m.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0))
     return m
 
 
@@ -294,25 +319,30 @@ def find_mask_region(
 ) -> MaskRegion:
     """Where the face mask is on an aligned face, or that there is none.
 
-    The final region (`final_region`) is "no mask" when its part inside the photo covers under
-    NO_MASK_AREA of the face or its mean probability there is under MIN_CONFIDENCE: the photo is
-    then to be left unchanged. (Both limits: 200 val faces without masks, 98 % "no mask"; the
-    first 27 real masked photos, all found.) Without `inside`, the flat fill tells what lay
-    outside the photo (`model.faces.inside_from_fill`): the network, trained mostly on faces
-    whose crops were edge-replicated, takes the grey band under a tight crop's chin for a mask.
+    "No mask" when the network's region (`final_region` before the photo's colours) covers under
+    NO_MASK_AREA of the face inside the photo or its mean probability there is under
+    MIN_CONFIDENCE: the photo is then to be left unchanged. (Both limits: 200 val faces without
+    masks, 98 % "no mask"; the first 27 real masked photos, all found.) The colours shape the
+    hole but do not decide whether there is one: trimming a region's doubtful pixels raises its
+    mean probability, which would turn a bare laughing face's mouth region (expressions-tw
+    2731b07, p 0.585) into a mask. Otherwise the hole is the final region, and `area` its share.
+    Without `inside`, the flat fill tells what lay outside the photo
+    (`model.faces.inside_from_fill`): the network, trained mostly on faces whose crops were
+    edge-replicated, takes the grey band under a tight crop's chin for a mask.
     """
     from model.faces import inside_from_fill
 
     prob = segmenter.probability(face)
     inside = inside_from_fill(face) if inside is None else np.asarray(inside, bool)
-    region = final_region(prob, landmarks, inside, face)
-    seen = region & inside
+    network, zone, reach = _network_region(prob, landmarks, inside)
+    seen = network & inside
     area = float(seen.mean())
     confidence = float(prob[seen].mean()) if seen.any() else 0.0
     if area < NO_MASK_AREA or confidence < MIN_CONFIDENCE:
-        empty = np.zeros_like(region)
+        empty = np.zeros_like(network)
         return MaskRegion(empty, False, area, confidence, NO_MASK_MESSAGE)
-    return MaskRegion(region, True, area, confidence)
+    region = _finished(network, zone, reach, landmarks, inside, face)
+    return MaskRegion(region, True, float((region & inside).mean()), confidence)
 
 
 def load_segmenter(

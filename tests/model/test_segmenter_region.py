@@ -246,3 +246,30 @@ def test_a_wall_beside_the_mask_is_told_apart_by_its_colour(aligned):
     assert kept.sum() > 150
     assert (region & kept).sum() > 0.9 * (blind & kept).sum()
     assert (region & seg & core).sum() == (blind & seg & core).sum()  # the core is untouched
+
+
+def test_colour_shapes_the_hole_but_does_not_decide_whether_there_is_one(aligned):
+    """An unsure region (mean p under MIN_CONFIDENCE) stays "no mask" even where the colour step
+    would trim its least sure pixels (a wall beside the jaw) and so lift the mean over the limit
+    (expressions-tw 2731b07: a laughing bare face, p 0.585, would have become a mask)."""
+    from model.segmenter import CORE_REACH, MIN_CONFIDENCE
+
+    lm = aligned.landmarks
+    prob, seg = _mask_prob(aligned)
+    zone = lower_face_zone(lm)
+    core = lower_face_zone(lm, side_reach=CORE_REACH, chin_reach=CORE_REACH)
+    rows = np.nonzero(seg.any(1))[0]
+    wall = np.zeros_like(seg)
+    wall[rows.min() : rows.max(), 128:] = True
+    wall &= ~core & ~seg  # beside the jaw, and past the zone
+    image = aligned.image.copy()
+    noise = np.random.default_rng(0).normal(0, 6, (int(wall.sum()), 3))
+    image[wall] = np.clip(np.array([232, 228, 218]) + noise, 0, 255).astype(np.uint8)
+    unsure = np.where(seg, 0.62, 0.02).astype(np.float32)
+    unsure[wall & zone] = 0.45  # joined to the region by the hysteresis (p > 0.4)
+    blind = final_region(unsure, lm)
+    trimmed = final_region(unsure, lm, image=image)
+    assert unsure[blind].mean() < MIN_CONFIDENCE <= unsure[trimmed].mean()
+    r = find_mask_region(_Fixed(unsure), image, lm)
+    assert not r.found and r.message == NO_MASK_MESSAGE
+    assert find_mask_region(_Fixed(prob), image, lm).found  # a sure mask on the same photo
