@@ -589,7 +589,7 @@ def real_figure(path: Path, photos: Path, methods: dict, *, untrained: str | Non
         region = find_mask_region(segmenter, face, aligned.landmarks, aligned.inside)
         if not region.found:  # the pipeline leaves such a photo unchanged: nothing to compare
             continue
-        mask = region.mask
+        mask = region.hole  # what the pipeline inpaints (the region and its rim)
         # As the demo shows them: the region and the results only inside the photo (the hole runs
         # past its edge for the feathered paste-back; what a method paints there is not shown).
         outputs = (aligned.fill_outside(m.inpaint(face, mask)) for m in methods.values())

@@ -254,9 +254,9 @@ def _plausible_closeup(face: np.ndarray) -> bool:
 def predict_mask(
     face: np.ndarray, landmarks: np.ndarray | None = None, inside: np.ndarray | None = None
 ) -> tuple[np.ndarray, list[str], str]:
-    """Mask region of an aligned face by the segmenter and the region rule (model.segmenter.
-    find_mask_region; `inside`: which aligned pixels lie in the photo): (bool (256, 256), notes,
-    source). Source "none" with an empty region: no face mask was found (or no segmenter), and the
+    """The hole to inpaint on an aligned face, by the segmenter and the region rule
+    (model.segmenter.find_mask_region: the region and its rim; `inside`: which aligned pixels lie
+    in the photo): (bool (256, 256), notes, source). Source "none" with an empty region: no face mask was found (or no segmenter), and the
     photo is to be left unchanged."""
     segmenter = get_segmenter()
     if segmenter is None:
@@ -277,8 +277,8 @@ def predict_mask(
         landmarks = landmarks_of(face)
     region = find_mask_region(segmenter, face, landmarks, inside)
     if not region.found:
-        return region.mask, [region.message], "none"
-    return region.mask, [], "segmenter"
+        return region.hole, [region.message], "none"
+    return region.hole, [], "segmenter"
 
 
 def prepare(photo: Any, *, mask: Any = None, face: int | None = None) -> Prepared:

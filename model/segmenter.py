@@ -72,6 +72,9 @@ CORE_REACH = 0.05  # the core of the zone: the jaw line grown this little; past 
 # the mask that the network took for fabric)
 COLOUR_ITERS = 5  # GrabCut iterations of that decision
 COLOUR_MIN_PX = 200  # ... made only when the core holds this many mask pixels to learn from
+RIM_PX = 2  # the hole to inpaint is the region grown this much: a mask's outline (dark, 1-2 px,
+# half covered by the anti-aliased edge) stays outside a tight region and shows as a line in every
+# method's fill. The generators were trained with holes grown up to 4 px (GanRecipe.grow_px).
 HOLE_MAX = 0.012  # holes in the region up to this share of the face are filled (a print, a logo);
 # larger ones are kept (a hand or a microphone in front of the mask is not to be inpainted)
 NO_MASK_MESSAGE = (
@@ -85,12 +88,15 @@ NO_MASK_MESSAGE = (
 class MaskRegion:
     """The answer to "where is the face mask?" on an aligned face."""
 
-    mask: np.ndarray  # bool (256, 256): the hole to inpaint; all False when not found
+    mask: np.ndarray  # bool (256, 256): where the mask is (the final region); all False when
+    # not found
     found: bool  # False: no mask (the photo is to be left unchanged)
-    area: float  # share of the aligned face the hole covers inside the photo (the part past the
+    area: float  # share of the aligned face `mask` covers inside the photo (the part past the
     # photo's edge is never a mask); when not found, the network's region's (the no-mask test)
     confidence: float  # mean predicted probability inside the network's region
     message: str | None = None  # for a person, when not found
+    hole: np.ndarray | None = None  # bool (256, 256): what to inpaint, `mask` grown by RIM_PX
+    # (`with_rim`); all False when not found
 
 
 def lower_face_zone(
@@ -340,9 +346,20 @@ def find_mask_region(
     confidence = float(prob[seen].mean()) if seen.any() else 0.0
     if area < NO_MASK_AREA or confidence < MIN_CONFIDENCE:
         empty = np.zeros_like(network)
-        return MaskRegion(empty, False, area, confidence, NO_MASK_MESSAGE)
+        return MaskRegion(empty, False, area, confidence, NO_MASK_MESSAGE, empty)
     region = _finished(network, zone, reach, landmarks, inside, face)
-    return MaskRegion(region, True, float((region & inside).mean()), confidence)
+    area = float((region & inside).mean())
+    return MaskRegion(region, True, area, confidence, None, with_rim(region, landmarks))
+
+
+def with_rim(region: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """The hole to inpaint for a final region (bool (H, W)): grown by RIM_PX (a disk), never onto
+    the eyes (`model.masks.eye_guard`)."""
+    from model.masks import eye_guard
+
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * RIM_PX + 1, 2 * RIM_PX + 1))
+    grown = cv2.dilate(np.asarray(region, np.uint8), disk) > 0
+    return grown & ~eye_guard(landmarks, grown.shape)
 
 
 def load_segmenter(

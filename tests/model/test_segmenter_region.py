@@ -273,3 +273,22 @@ def test_colour_shapes_the_hole_but_does_not_decide_whether_there_is_one(aligned
     r = find_mask_region(_Fixed(unsure), image, lm)
     assert not r.found and r.message == NO_MASK_MESSAGE
     assert find_mask_region(_Fixed(prob), image, lm).found  # a sure mask on the same photo
+
+
+def test_the_hole_is_the_region_and_its_rim_never_the_eyes(aligned):
+    """What the pipeline inpaints is the final region grown by RIM_PX (the mask's dark outline,
+    left outside a tight region, showed as a line in every method's fill), not onto the eyes."""
+    import cv2
+
+    from model.masks import eye_guard
+    from model.segmenter import RIM_PX
+
+    prob, _ = _mask_prob(aligned)
+    r = find_mask_region(_Fixed(prob), aligned.image, aligned.landmarks)
+    assert r.found and (r.hole >= r.mask).all()
+    ring = r.hole & ~r.mask
+    dist = cv2.distanceTransform((~r.mask).astype(np.uint8), cv2.DIST_L2, 5)
+    assert ring.sum() > 100 and dist[ring].max() <= RIM_PX + 0.5
+    assert not (r.hole & eye_guard(aligned.landmarks, r.hole.shape)).any()
+    bare = find_mask_region(_Fixed(np.zeros_like(prob)), aligned.image, aligned.landmarks)
+    assert not bare.found and not bare.hole.any()
