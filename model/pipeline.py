@@ -256,8 +256,8 @@ def predict_mask(
 ) -> tuple[np.ndarray, list[str], str]:
     """The hole to inpaint on an aligned face, by the segmenter and the region rule
     (model.segmenter.find_mask_region: the region and its rim; `inside`: which aligned pixels lie
-    in the photo): (bool (256, 256), notes, source). Source "none" with an empty region: no face mask was found (or no segmenter), and the
-    photo is to be left unchanged."""
+    in the photo): (bool (256, 256), notes, source). Source "none" with an empty region: no face
+    mask was found (or no segmenter), and the photo is to be left unchanged."""
     segmenter = get_segmenter()
     if segmenter is None:
         empty = np.zeros((IMAGE_SIZE, IMAGE_SIZE), dtype=bool)

@@ -151,7 +151,8 @@ def final_region(
     inside: np.ndarray | None = None,
     image: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The hole to inpaint, from the segmenter's probabilities (H, W) on an aligned face.
+    """The mask's region on an aligned face, from the segmenter's probabilities (H, W) (the hole to
+    inpaint is this region with its rim: `with_rim`).
 
     1. threshold, and keep only the lower-face zone (`lower_face_zone`) inside the photo (past its
        edge the network sees only the flat fill: no evidence of a mask there);
@@ -261,8 +262,8 @@ def _colour_refined(
     line grown by CORE_REACH, up to SIDE_REACH / CHIN_REACH) and `reach`, the band added between
     the region and the photo's edge (bool (H, W)). The colour models start from the rest of the
     region (the mask, certain), the rest of the core (the bare face, certain), everything outside
-    the zone (background, hair, clothing, certain) and the doubtful pixels as the region left them
-    (probable). The network, which sees a mask's print or a pale wall at the face's side much
+    the zone (background, hair, clothing, certain) and the doubtful pixels as probable background
+    (were they probable mask, their own colours would enter the mask's model and keep them). The network, which sees a mask's print or a pale wall at the face's side much
     alike, says "mask" on such a wall with p 0.9; the colours of the two differ. So do a mask that
     stops short of the photo's edge and the chin or collar below it, while a mask running off the
     edge keeps its band. Inside the core the network's answer stands (a print on the mask may have

@@ -4,7 +4,8 @@
 under --figures:
 1. synthetic IoU on the split's masked faces, over the pixels inside the photo (`iou_in_photo`),
    overall and per mask style (the manifest's `mask_style`): of the raw thresholded prediction,
-   and of the final region (`model.segmenter.find_mask_region`, the hole the pipeline paints);
+   and of the final region (`model.segmenter.find_mask_region`; the pipeline paints it with a
+   2-px rim);
 2. false positives on unmasked faces: the split's aligned faces themselves and every labelled
    face of ../shared/data/expressions-tw (detected and aligned): share of faces whose final region
    (`model.segmenter.find_mask_region`, the pipeline's answer) is "no mask", share whose raw
@@ -59,7 +60,7 @@ def split_iou(
     segmenter, data: Path, split: str = "test", limit: int | None = None, batch: int = 16
 ) -> dict:
     """IoU against the exact segmentation, overall and per mask style, of the raw thresholded
-    prediction and of the final region (the pipeline's hole; empty when it answers "no mask");
+    prediction and of the final region (the pipeline's answer; empty when it is "no mask");
     plus the false positives on the same faces without their masks."""
     from model.data import _read_manifest, load_split
     from model.faces import inside_from_fill
@@ -92,7 +93,7 @@ def split_iou(
             union += int(np.logical_or(p, t).sum())
             style = styles.get(fid, "?").split(":")[0]
             per_style.setdefault(style, []).append(scores[-1])
-            # The pipeline's hole: `inside` from the real face (the synthetic mask covers the
+            # The pipeline's region: `inside` from the real face (the synthetic mask covers the
             # flat fill in the masked one).
             r = find_mask_region(_Fixed(prob), s.masked[i + j], s.landmarks[i + j], inside)
             finals.append(iou(r.mask & inside, t))
@@ -313,8 +314,9 @@ def markdown(report: dict) -> str:
         f"| {s['iou_mean']:.4f} | {s['iou_median']:.4f} | {s['iou_pooled']:.4f} "
         f"| {_pct(s['share_iou_ge_0.9'])} |",
         "",
-        "The final region (`model.segmenter.find_mask_region`, the hole the pipeline paints: the "
-        "region rule on the same probabilities, with the photo's colours; empty where it answers "
+        "The final region (`model.segmenter.find_mask_region`, which the pipeline paints with a "
+        "2-px rim: the region rule on the same probabilities, with the photo's colours; empty "
+        "where it answers "
         f'"no mask"), same faces and pixels: mean IoU {s.get("final_iou_mean", float("nan")):.4f}, '
         f"median {s.get('final_iou_median', float('nan')):.4f}.",
         "",
