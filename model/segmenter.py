@@ -199,7 +199,7 @@ def _network_region(
     # Hysteresis: light masks on real photos often come out at p 0.3-0.5 at their edges.
     _, weak = cv2.connectedComponents(((prob > GROW_THRESHOLD) & seen).astype(np.uint8), 8)
     m = np.isin(weak, np.unique(weak[m]))
-    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * CLOSE_PX + 1, 2 * CLOSE_PX + 1))
+    disk = _disk(CLOSE_PX)
     m = cv2.morphologyEx(m.astype(np.uint8), cv2.MORPH_CLOSE, disk) > 0
     holes = binary_fill_holes(m) & ~m
     n, labels, stats, _ = cv2.connectedComponentsWithStats(holes.astype(np.uint8), connectivity=4)
@@ -239,7 +239,7 @@ def _without_strips(region: np.ndarray) -> np.ndarray:
     one such part covers STRIP_MIN_AREA of the image or more (the few pixels an opening shaves off
     the region's corners stay, so no rim of mask is left there). A region thin everywhere (a
     mask pulled far down) is returned as it is."""
-    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * STRIP_PX + 1, 2 * STRIP_PX + 1))
+    disk = _disk(STRIP_PX)
     body = cv2.morphologyEx(region.astype(np.uint8), cv2.MORPH_OPEN, disk) > 0
     if not body.any():
         return region
@@ -313,6 +313,11 @@ def _toward_edge(region: np.ndarray, inside: np.ndarray) -> np.ndarray:
     return out
 
 
+def _disk(px: int) -> np.ndarray:
+    """A disk of radius `px` as an OpenCV structuring element ((2 px + 1)² uint8)."""
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * px + 1, 2 * px + 1))
+
+
 def _grown(mask: np.ndarray, px: int) -> np.ndarray:
     k = 2 * px + 1
     return cv2.dilate(mask.astype(np.uint8), np.ones((k, k), np.uint8)) > 0
@@ -358,7 +363,7 @@ def with_rim(region: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     the eyes (`model.masks.eye_guard`)."""
     from model.masks import eye_guard
 
-    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * RIM_PX + 1, 2 * RIM_PX + 1))
+    disk = _disk(RIM_PX)
     grown = cv2.dilate(np.asarray(region, np.uint8), disk) > 0
     return grown & ~eye_guard(landmarks, grown.shape)
 
