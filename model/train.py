@@ -273,6 +273,10 @@ class _Session:
             torch.backends.cudnn.benchmark = True
         self.precision = resolve_precision(cfg.precision, self.dev)
         self.budget_s, self.budget_images = parse_budget(cfg.budget)
+        # The steps the learning-rate schedule plans for: the images budget's, else --steps.
+        self.planned_steps = cfg.steps
+        if self.budget_images:
+            self.planned_steps = min(cfg.steps, -(-self.budget_images // cfg.batch))
         self.hw = hardware(self.dev, self.world)
         self.run = (
             RunFolder(cfg.run_dir) if cfg.run_dir else RunFolder.default(cfg.method, cfg.preset)
@@ -390,6 +394,23 @@ class _Session:
         )
 
 
+def learning_rate(cfg: TrainConfig, planned_steps: int, step: int) -> float:
+    """The learning rate of step `step` (0-based) of a run of `planned_steps`: `cfg.lr`, falling
+    linearly to zero over the last `cfg.lr_decay` of the run (Isola et al. 2017's pix2pix: constant,
+    then linear decay to zero; there over epochs, here over steps)."""
+    decay = round(cfg.lr_decay * planned_steps)
+    if decay <= 0:
+        return cfg.lr
+    return cfg.lr * min(1.0, (planned_steps - step) / decay)
+
+
+def set_learning_rate(task, cfg: TrainConfig, planned_steps: int, step: int) -> None:
+    lr = learning_rate(cfg, planned_steps, step)
+    for opt in task.optimizers.values():
+        for group in opt.param_groups:
+            group["lr"] = lr
+
+
 def train(
     cfg: TrainConfig,
     train_split: Any,
@@ -454,6 +475,7 @@ def train(
     step, stopped_by_budget = s.step, False
     try:
         for step in range(s.step + 1, cfg.steps + 1):
+            set_learning_rate(task, cfg, s.planned_steps, step - 1)
             logs = task.train_step(source.batch_at(step - 1), step - 1)  # name -> 0-d tensor
             bar.update(1)
             wall = s.wall_before + time.perf_counter() - t0

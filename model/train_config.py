@@ -38,6 +38,12 @@ class TrainConfig:
     lr: float = _opt(2e-4, "Adam learning rate of every network")
     beta1: float = _opt(0.5, "Adam beta1 (pix2pix's 0.5)")
     beta2: float = _opt(0.999, "Adam beta2")
+    lr_decay: float = _opt(
+        0.0,
+        "fraction of the run, at its end, over which every learning rate falls linearly to zero "
+        "(pix2pix's n_epochs_decay schedule; the run: --budget's images / batch, else --steps); "
+        "0: constant",
+    )
     seed: int = _opt(0, "seed of the initialisation, the data order and the masks")
     budget: str = _opt(
         "",
@@ -116,7 +122,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         if f.name in preset:
             shown = f" (default: the preset's; compact: {preset[f.name]})"
         else:
-            shown = "" if "default" in meta["help"] else f" (default: {f.default or 'none'})"
+            given = "none" if f.default in ("", None) else f.default
+            shown = "" if "default" in meta["help"] else f" (default: {given})"
         kw: dict[str, Any] = {"dest": f.name, "default": None, "help": meta["help"] + shown}
         if f.type == "bool":
             if "flag" in meta:  # a single negative flag: --no-export

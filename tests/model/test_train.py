@@ -467,3 +467,28 @@ def test_promote_only_when_better_or_forced(splits, tmp_path, capsys):
     assert '"preset": "compact"' in card_path.read_text()
     assert main([*promote, "--run", str(tmp_path / "b"), "--force"]) == 0
     assert '"preset": "tiny"' in card_path.read_text()
+
+
+def test_learning_rate_falls_linearly_to_zero_over_the_decay():
+    """pix2pix's schedule: constant, then linear to zero over the last `lr_decay` of the run; the
+    run's length is the images budget's steps when a budget is given, and the optimisers of a
+    budget-stopped run end at its last step's rate."""
+    from model.train import learning_rate
+
+    cfg = resolve("unmask", "tiny", lr=1e-3, lr_decay=0.5)
+    assert [learning_rate(cfg, 10, s) for s in (0, 4, 5, 6, 9)] == pytest.approx(
+        [1e-3, 1e-3, 1e-3, 0.8e-3, 0.2e-3]
+    )
+    assert learning_rate(resolve("unmask", "tiny", lr=1e-3), 10, 9) == 1e-3  # no decay: constant
+
+
+def test_budget_run_decays_to_its_last_step(splits, weights_dir, tmp_path):
+    torch.set_num_threads(1)
+    cfg = _cfg(
+        "pix2pix", tmp_path / "run", weights_dir, steps=50, budget="8img", lr=1e-3, lr_decay=0.5,
+        export=False,
+    )  # fmt: skip
+    assert train(cfg, *splits, progress=False)["steps"] == 4  # 4 planned steps of batch 2
+    ckpt = torch.load(RunFolder(tmp_path / "run").latest_checkpoint(), weights_only=True)
+    for opt in ckpt["optimizers"].values():  # decay over the last 2 of 4 steps: 1, 1, 1, 1/2
+        assert opt["param_groups"][0]["lr"] == pytest.approx(0.5e-3)
