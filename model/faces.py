@@ -424,7 +424,8 @@ def find_and_align(
     """Detect, pick the main face, check it is upright, align it.
 
     FaceError reasons: "no_face", "not_upright" (faces found, but no fit passes the geometry
-    check on the photo or its turned copies, or the upside-down check on the turned copies), "too_small", "no_such_face" (`face` out of range).
+    check on the photo or its turned copies, or the upside-down check on the turned copies),
+    "too_small", "no_such_face" (`face` out of range).
     The main face is the largest confident one (`_main_first`); `face` = N (1-based) picks the
     N-th instead, in the same order (largest first). Other faces (score >= OTHER_FACE_SCORE) are
     counted in `n_other_faces`. When nothing upright is found, the photo is also tried turned by

@@ -80,7 +80,15 @@ def run(args: argparse.Namespace) -> int:
             "unmask train: --data DIR is required (a dataset from `unmask data build`)"
         )
     given["data"] = str(Path(given["data"]).resolve())
-    cfg = resolve(args.method, preset, **given)
+    try:
+        cfg = resolve(args.method, preset, **given)
+        parse_budget(cfg.budget)
+    except (ValueError, FileNotFoundError) as e:  # a bad preset or --budget: say so, no traceback
+        raise SystemExit(f"unmask train: {e}") from None
+    if not 0 <= cfg.lr_decay <= 1:
+        raise SystemExit(
+            f"unmask train: --lr-decay {cfg.lr_decay} is a fraction of the run: from 0 to 1"
+        )
     from model.data import load_split
 
     rank, _ = _dist_init()

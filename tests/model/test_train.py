@@ -492,3 +492,22 @@ def test_budget_run_decays_to_its_last_step(splits, weights_dir, tmp_path):
     ckpt = torch.load(RunFolder(tmp_path / "run").latest_checkpoint(), weights_only=True)
     for opt in ckpt["optimizers"].values():  # decay over the last 2 of 4 steps: 1, 1, 1, 1/2
         assert opt["param_groups"][0]["lr"] == pytest.approx(0.5e-3)
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--budget", "10xyz"], "budget '10xyz' not understood"),
+        (["--lr-decay", "1.5"], "--lr-decay 1.5 is a fraction of the run"),
+        (["--preset", "nosuch"], "no preset 'nosuch'"),
+    ],
+)
+def test_train_cli_refuses_bad_options_with_a_message(option, message, tmp_path):
+    """A bad --budget, --lr-decay or preset ends `unmask train` with one line, before any data is
+    read (no traceback)."""
+    from model.cli import main
+
+    argv = ["train", "--method", "pix2pix", "--data", str(tmp_path), *option]
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert str(e.value).startswith("unmask train: ") and message in str(e.value)
