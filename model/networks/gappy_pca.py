@@ -5,6 +5,13 @@ A PCA basis of aligned training faces (mean, components, variances, as buffers) 
 the visible pixels only (Hwang & Lee 2003 use the same fit for damaged faces); the reconstruction
 fills the hole. Fitting runs at `fit_size` (the basis area-downscaled, which is exact for a linear
 model), the reconstruction at `size`, then bilinear up to the input size.
+
+With `clusters` > 1 the Gaussian prior on the coefficients is a mixture: the training faces'
+standardised coefficients are clustered (k-means++), each cluster keeps its own mean and full
+covariance, each face is fitted under every cluster's prior, and the fits are averaged with
+weights softmax(-objective / temperature) (a Gaussian mixture prior in a PCA subspace, as in the
+mixtures of local linear models of Hinton, Dayan & Revow 1997 and Tipping & Bishop 1999, here with
+one shared basis).
 """
 
 from __future__ import annotations
@@ -28,6 +35,12 @@ class GappyPCAConfig:
     # the examples of a face's variation, and a basis closed under mirroring (Kirby & Sirovich
     # 1990 extend their eigenface ensemble the same way).
     mirror: bool = False
+    # A Gaussian-mixture prior on the coefficients: this many clusters of training faces, each with
+    # its own mean and covariance (1 = one zero-mean Gaussian with the PCA variances, the plain fit).
+    clusters: int = 1
+    # The mixture's weights: softmax(-objective / temperature) over the clusters, the objective in
+    # the ridge fit's units (squared [-1, 1] residual summed over the visible fit-size pixels).
+    temperature: float = 1.0
 
 
 class GappyPCA(nn.Module):
@@ -46,7 +59,14 @@ class GappyPCA(nn.Module):
             "components", torch.zeros(cfg.components, p)
         )  # (K, P), orthonormal rows
         self.register_buffer("variance", torch.ones(cfg.components))  # (K,) training variance
+        if (
+            cfg.clusters > 1
+        ):  # per cluster: mean (C, K) and covariance (C, K, K) of the coefficients
+            k, c = cfg.components, cfg.clusters  # divided by sqrt(variance) (standardised units)
+            self.register_buffer("cluster_mean", torch.zeros(c, k))
+            self.register_buffer("cluster_cov", torch.eye(k).repeat(c, 1, 1))
         self._fit_cache: tuple[int, torch.Tensor, torch.Tensor] | None = None
+        self._precision_cache: tuple[int, torch.Tensor] | None = None
 
     # The basis is stored as int8 with one scale per component (symmetric, max-abs): half the
     # bytes of fp16, so a 128x128 x 160 basis is 7.5 MiB. Reconstructions change by well under a
@@ -63,6 +83,7 @@ class GappyPCA(nn.Module):
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         self._fit_cache = None  # a new basis invalidates the fit-size copy
+        self._precision_cache = None
         if prefix + "components_q" in state_dict:
             q = state_dict.pop(prefix + "components_q")
             scale = state_dict.pop(prefix + "components_scale")
@@ -82,9 +103,21 @@ class GappyPCA(nn.Module):
             self._fit_cache = (key, mean.reshape(-1), comp.reshape(comp.shape[0], -1))
         return self._fit_cache[1], self._fit_cache[2]
 
+    def _precision(self) -> torch.Tensor:
+        """The clusters' prior precisions (C, K, K), inverse covariances with eigenvalues clamped at
+        1e-3 (a covariance stored in fp16 may lose definiteness by rounding); cached: read-only."""
+        cov = self.cluster_cov
+        key = cov.data_ptr() + cov._version
+        if self._precision_cache is None or self._precision_cache[0] != key:
+            e, q = torch.linalg.eigh(cov.double())
+            p = (q / e.clamp_min(1e-3)[:, None, :]) @ q.transpose(1, 2)
+            self._precision_cache = (key, p.float())
+        return self._precision_cache[1]
+
     def coefficients(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, K) MAP coefficients from the visible pixels (Everson & Sirovich 1995, Eq. 8 with a
-        Gaussian prior on the coefficients)."""
+        Gaussian prior on the coefficients); with clusters, the mixture's weighted average of the
+        per-cluster MAP coefficients."""
         f = self.cfg.fit_size
         x = F.interpolate(image.float(), size=(f, f), mode="area")  # (B, 3, f, f)
         # A fit-size pixel is visible only if none of the pixels it averages lies in the hole.
@@ -93,10 +126,27 @@ class GappyPCA(nn.Module):
         mean, comp = self._fit_basis()
         r = (x.reshape(len(x), -1) - mean) * v  # (B, P_f) visible residual
         a = (comp[None] * v[:, None]) @ comp.T  # (B, K, K) = B_v^T B_v
-        a = a + torch.diag_embed(self.cfg.ridge / self.variance.float()).expand_as(a)
-        # a is symmetric positive definite (a Gram matrix plus a positive diagonal): Cholesky.
-        chol = torch.linalg.cholesky(a)
-        return torch.cholesky_solve((r @ comp.T).unsqueeze(-1), chol).squeeze(-1)  # (B, K)
+        if self.cfg.clusters == 1:
+            a = a + torch.diag_embed(self.cfg.ridge / self.variance.float()).expand_as(a)
+            # a is symmetric positive definite (a Gram matrix plus a positive diagonal): Cholesky.
+            chol = torch.linalg.cholesky(a)
+            return torch.cholesky_solve((r @ comp.T).unsqueeze(-1), chol).squeeze(-1)  # (B, K)
+        # Per cluster, in standardised units u = c / sqrt(variance) with prior N(mu, S):
+        # (D^1/2 a D^1/2 + ridge S^-1) u = D^1/2 B_v^T r + ridge S^-1 mu, D = diag(variance).
+        sd = self.variance.float().sqrt()  # (K,)
+        a_std = a * sd[:, None] * sd[None, :]  # (B, K, K)
+        rhs = (r @ comp.T) * sd  # (B, K)
+        prec, mu = self._precision(), self.cluster_mean.float()  # (C, K, K), (C, K)
+        ridge = self.cfg.ridge
+        chol = torch.linalg.cholesky(a_std[None] + ridge * prec[:, None])  # (C, B, K, K)
+        pm = torch.einsum("ckl,cl->ck", prec, mu)  # (C, K)
+        u = torch.cholesky_solve((rhs[None] + ridge * pm[:, None]).unsqueeze(-1), chol)
+        u = u.squeeze(-1)  # (C, B, K)
+        d = u - mu[:, None]
+        fit = ((r[None] - ((u * sd) @ comp) * v[None]) ** 2).sum(-1)  # (C, B) visible residual
+        objective = fit + ridge * torch.einsum("cbk,ckl,cbl->cb", d, prec, d)
+        w = torch.softmax(-objective / self.cfg.temperature, dim=0)  # (C, B)
+        return (w[..., None] * u).sum(0) * sd  # (B, K)
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         # fp32 even under bf16 autocast: the normal equations need it (and bf16 is slower here).
@@ -156,4 +206,25 @@ def fit_gappy_pca(
     model.mean.copy_(mean)
     model.components.copy_(vt[:, : cfg.components].T)
     model.variance.copy_(sv[: cfg.components] ** 2 / (n - 1))
+    if cfg.clusters > 1:
+        _fit_clusters(model, data @ model.components.T / model.variance.sqrt(), seed)
     return model
+
+
+def _fit_clusters(model: GappyPCA, u: torch.Tensor, seed: int) -> None:
+    """The mixture prior from the training faces' standardised coefficients u (n, K): k-means++
+    (scipy's `kmeans2`, seeded) on the first 40 of them, then each cluster's mean and covariance
+    (plus 1e-3 on the diagonal). Raises ValueError when a cluster has fewer than 2 faces."""
+    from scipy.cluster.vq import kmeans2
+
+    c = model.cfg.clusters
+    _, label = kmeans2(u[:, :40].double().numpy(), c, minit="++", seed=seed)
+    label = torch.from_numpy(label).long()
+    sizes = torch.bincount(label, minlength=c).tolist()
+    if min(sizes) < 2:
+        raise ValueError(f"clusters of {sizes} faces: each needs at least 2; use fewer clusters")
+    eye = torch.eye(u.shape[1], dtype=torch.float64)
+    for k in range(c):
+        uk = u[label == k].double()
+        model.cluster_mean[k] = uk.mean(0).float()
+        model.cluster_cov[k] = (torch.cov(uk.T) + 1e-3 * eye).float()

@@ -31,6 +31,8 @@ class UnmaskGeneratorConfig:
     prior_fit_size: int = 32  # side at which the prior's coefficients are fitted
     prior_ridge: float = 0.1
     prior_mirror: bool = False  # fit the basis on the training faces and their mirror images
+    prior_clusters: int = 1  # > 1: a Gaussian-mixture prior on the coefficients (gappy_pca.py)
+    prior_temperature: float = 1.0  # the mixture's softmax temperature
 
 
 class GatedConv(nn.Module):
@@ -76,6 +78,8 @@ class UnmaskGenerator(nn.Module):
                     fit_size=cfg.prior_fit_size,
                     ridge=cfg.prior_ridge,
                     mirror=cfg.prior_mirror,
+                    clusters=cfg.prior_clusters,
+                    temperature=cfg.prior_temperature,
                 )
             )
         self.stem = GatedConv(7 if self.prior is not None else 4, c0, 5, 1)  # (B, c0, H, W)

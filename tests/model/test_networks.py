@@ -111,3 +111,45 @@ def test_mirrored_gappy_pca_basis_is_closed_under_mirroring():
     plain = fit_gappy_pca(faces, GappyPCAConfig(size=16, components=8))
     plain_cos = plain.components.view(8, 3, 16, 16) * plain.components.view(8, 3, 16, 16).flip(-1)
     assert plain_cos.flatten(1).sum(1).abs().min() < 0.9  # random faces: no symmetry without it
+
+
+def _two_populations(n: int, seed: int) -> torch.Tensor:
+    """n faces (n, 3, 8, 8) in [-1, 1] from each of two populations that one Gaussian describes
+    badly: both vary along one direction t, which moves the upper half (visible) the same way in
+    both but the lower half (the hole) in opposite ways; an offset of the upper half tells them
+    apart. Overall the hole is uncorrelated with t, within each population it is determined by it."""
+    g = torch.Generator().manual_seed(0)  # the populations are fixed; `seed` draws the faces
+    upper = torch.zeros(3, 8, 8)
+    upper[:, :4] = 1
+    upper = upper.flatten()
+    a, h, off = (torch.randn(192, generator=g) * w for w in (upper, 1 - upper, upper))
+    a, h, off = a / a.norm(), h / h.norm(), 3.2 * off / off.norm()
+    d = torch.Generator().manual_seed(seed)
+    t = 2.0 * torch.randn(2, n, 1, generator=d)
+    faces = torch.cat([t[0] * (a + h), off + t[1] * (a - h)])
+    faces = faces + 0.02 * torch.randn(2 * n, 192, generator=d)
+    return faces.clamp(-1, 1).view(2 * n, 3, 8, 8)
+
+
+def test_mixture_prior_fills_a_two_population_hole_better_than_one_gaussian():
+    from model.networks.gappy_pca import GappyPCA, GappyPCAConfig, fit_gappy_pca
+
+    train, test = _two_populations(150, 1), _two_populations(20, 2)
+    mask = torch.zeros(len(test), 1, 8, 8)
+    mask[..., 4:, :] = 1  # the lower half, as a mask covers the lower face
+    cfg = GappyPCAConfig(size=8, components=10, fit_size=8, ridge=0.05, temperature=0.1)
+    plain = fit_gappy_pca(train, cfg)
+    mixture = fit_gappy_pca(train, GappyPCAConfig(**{**cfg.__dict__, "clusters": 2}))
+    assert "cluster_cov" not in plain.state_dict() and mixture.cluster_cov.shape == (2, 10, 10)
+
+    def hole_mse(prior: GappyPCA) -> float:
+        with torch.no_grad():
+            return float(((prior(test, mask) - test) ** 2 * mask).sum() / (3 * mask.sum()))
+
+    # Measured: 0.0086 against 0.0223.
+    assert hole_mse(mixture) < 0.5 * hole_mse(plain), (hole_mse(mixture), hole_mse(plain))
+    # Shipped weights store floats in fp16: the mixture survives the round trip.
+    half = GappyPCA(mixture.cfg)
+    state = mixture.state_dict()
+    half.load_state_dict({k: v.half() if v.is_floating_point() else v for k, v in state.items()})
+    assert abs(hole_mse(half) - hole_mse(mixture)) < 0.1 * hole_mse(mixture)
