@@ -11,7 +11,7 @@ standardised coefficients are clustered (k-means++), each cluster keeps its own 
 covariance, each face is fitted under every cluster's prior, and the fits are averaged with
 weights softmax(-objective / temperature) (a Gaussian mixture prior in a PCA subspace, as in the
 mixtures of local linear models of Hinton, Dayan & Revow 1997 and Tipping & Bishop 1999, here with
-one shared basis).
+one shared basis); `mixture_weight` < 1 shrinks that towards the one-Gaussian fit.
 """
 
 from __future__ import annotations
@@ -41,6 +41,9 @@ class GappyPCAConfig:
     # The mixture's weights: softmax(-objective / temperature) over the clusters, the objective in
     # the ridge fit's units (squared [-1, 1] residual summed over the visible fit-size pixels).
     temperature: float = 1.0
+    # The fill is mixture_weight x the mixture's fit + (1 - mixture_weight) x the one-Gaussian fit
+    # (shrinkage towards the population prior: fewer faces that a wrongly weighted cluster spoils).
+    mixture_weight: float = 1.0
 
 
 class GappyPCA(nn.Module):
@@ -137,6 +140,10 @@ class GappyPCA(nn.Module):
         a_std = a * sd[:, None] * sd[None, :]  # (B, K, K)
         rhs = (r @ comp.T) * sd  # (B, K)
         prec, mu = self._precision(), self.cluster_mean.float()  # (C, K, K), (C, K)
+        lam = self.cfg.mixture_weight
+        if lam < 1:  # the one Gaussian N(0, I) as a last row, fitted in the same batch
+            prec = torch.cat([prec, torch.eye(prec.shape[1])[None]])
+            mu = torch.cat([mu, torch.zeros_like(mu[:1])])
         ridge = self.cfg.ridge
         chol = torch.linalg.cholesky(a_std[None] + ridge * prec[:, None])  # (C, B, K, K)
         pm = torch.einsum("ckl,cl->ck", prec, mu)  # (C, K)
@@ -145,8 +152,12 @@ class GappyPCA(nn.Module):
         d = u - mu[:, None]
         fit = ((r[None] - ((u * sd) @ comp) * v[None]) ** 2).sum(-1)  # (C, B) visible residual
         objective = fit + ridge * torch.einsum("cbk,ckl,cbl->cb", d, prec, d)
-        w = torch.softmax(-objective / self.cfg.temperature, dim=0)  # (C, B)
-        return (w[..., None] * u).sum(0) * sd  # (B, K)
+        c = self.cfg.clusters
+        w = torch.softmax(-objective[:c] / self.cfg.temperature, dim=0)  # (C, B)
+        mixed = (w[..., None] * u[:c]).sum(0)  # (B, K)
+        if lam < 1:
+            mixed = lam * mixed + (1 - lam) * u[c]
+        return mixed * sd  # (B, K)
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         # fp32 even under bf16 autocast: the normal equations need it (and bf16 is slower here).

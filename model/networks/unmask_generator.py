@@ -33,6 +33,7 @@ class UnmaskGeneratorConfig:
     prior_mirror: bool = False  # fit the basis on the training faces and their mirror images
     prior_clusters: int = 1  # > 1: a Gaussian-mixture prior on the coefficients (gappy_pca.py)
     prior_temperature: float = 1.0  # the mixture's softmax temperature
+    prior_mixture_weight: float = 1.0  # the mixture's share of the fill; the rest: one Gaussian
 
 
 class GatedConv(nn.Module):
@@ -80,6 +81,7 @@ class UnmaskGenerator(nn.Module):
                     mirror=cfg.prior_mirror,
                     clusters=cfg.prior_clusters,
                     temperature=cfg.prior_temperature,
+                    mixture_weight=cfg.prior_mixture_weight,
                 )
             )
         self.stem = GatedConv(7 if self.prior is not None else 4, c0, 5, 1)  # (B, c0, H, W)

@@ -132,6 +132,8 @@ def _two_populations(n: int, seed: int) -> torch.Tensor:
 
 
 def test_mixture_prior_fills_a_two_population_hole_better_than_one_gaussian():
+    from dataclasses import replace
+
     from model.networks.gappy_pca import GappyPCA, GappyPCAConfig, fit_gappy_pca
 
     train, test = _two_populations(150, 1), _two_populations(20, 2)
@@ -139,7 +141,7 @@ def test_mixture_prior_fills_a_two_population_hole_better_than_one_gaussian():
     mask[..., 4:, :] = 1  # the lower half, as a mask covers the lower face
     cfg = GappyPCAConfig(size=8, components=10, fit_size=8, ridge=0.05, temperature=0.1)
     plain = fit_gappy_pca(train, cfg)
-    mixture = fit_gappy_pca(train, GappyPCAConfig(**{**cfg.__dict__, "clusters": 2}))
+    mixture = fit_gappy_pca(train, replace(cfg, clusters=2))
     assert "cluster_cov" not in plain.state_dict() and mixture.cluster_cov.shape == (2, 10, 10)
 
     def hole_mse(prior: GappyPCA) -> float:
@@ -153,3 +155,20 @@ def test_mixture_prior_fills_a_two_population_hole_better_than_one_gaussian():
     state = mixture.state_dict()
     half.load_state_dict({k: v.half() if v.is_floating_point() else v for k, v in state.items()})
     assert abs(hole_mse(half) - hole_mse(mixture)) < 0.1 * hole_mse(mixture)
+
+    # From the stored state (int8 basis): mixture_weight 0 is the one-Gaussian fit on the same
+    # basis; 0.5 lies halfway between that and the mixture.
+    def with_weight(lam: float) -> GappyPCA:
+        prior = GappyPCA(replace(mixture.cfg, mixture_weight=lam))
+        prior.load_state_dict(state)
+        return prior
+
+    one = GappyPCA(replace(cfg, clusters=1))
+    one.load_state_dict({k: v for k, v in state.items() if not k.startswith("cluster_")})
+    with torch.no_grad():
+        c = [
+            p.coefficients(test, mask)
+            for p in (with_weight(0.0), one, with_weight(0.5), with_weight(1.0))
+        ]
+    assert torch.allclose(c[0], c[1], atol=1e-4)
+    assert torch.allclose(c[2], (c[0] + c[3]) / 2, atol=1e-4)
