@@ -638,14 +638,27 @@ def kept_results(folder: Path, ids: Sequence[str], skip: Sequence[str]) -> tuple
             given = (card.get("budget") or {}).get("given", "")
             result.budget_given = "" if given in ("", "0 steps") else given
         out.append(result)
-    when = "at an earlier time"
-    md = folder / "table2.md"
+    return out, _kept_when(folder / "table2.md", [r.key for r in out])
+
+
+def _kept_when(md: Path, keys: Sequence[str]) -> str:
+    """When the rows `keys` of the earlier table `md` were scored: its Data note's time, or, for
+    rows that table itself kept from a still earlier one, that table's time (from its Rows note)."""
+    when, older, older_keys = "at an earlier time", "", set()
     if md.is_file():
         for line in md.read_text().splitlines():
             if line.startswith("- Data:") and "evaluated " in line:
                 when = line.split("evaluated ", 1)[1].split(" (device")[0]
-                break
-    return out, when
+            elif line.startswith("- Rows: rows of ") and " kept from " in line:
+                older_keys = set(line.split(" kept from ", 1)[0].split("`")[1::2])
+                older = line.split("(evaluated ", 1)[1].split("; `unmask eval", 1)[0]
+    from_older = [k for k in keys if k in older_keys]
+    if not from_older:
+        return when
+    if len(from_older) == len(keys):
+        return older
+    newer = ", ".join(f"`{k}`" for k in keys if k not in older_keys)
+    return f"{older}; {newer} {when}"
 
 
 def _shipped_card(key: str) -> dict:

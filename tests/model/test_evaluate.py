@@ -330,3 +330,18 @@ def test_keep_rows_rescores_one_method_and_keeps_the_others(tiny_dataset, tmp_pa
                 str(tmp_path / "third"),
             ]
         )
+
+
+def test_kept_rows_carry_the_time_they_were_scored(tmp_path):
+    """A table that itself kept rows from an earlier one: keeping them again names the earlier time."""
+    md = tmp_path / "table2.md"
+    md.write_text(
+        "- Data: `data/utk`, split `test`; evaluated 2026-11-30 15:52 UTC on Linux (device `cpu`).\n"
+        "- Rows: rows of `telea`, `pix2pix` kept from the table in `results/metrics` (evaluated "
+        "2026-11-30 12:54 UTC on Linux; `unmask eval --keep-rows`); the others re-scored now\n"
+    )
+    assert E._kept_when(md, ["telea", "pix2pix"]) == "2026-11-30 12:54 UTC on Linux"
+    assert E._kept_when(md, ["unmask"]) == "2026-11-30 15:52 UTC on Linux"
+    both = E._kept_when(md, ["telea", "unmask"])
+    assert both == "2026-11-30 12:54 UTC on Linux; `unmask` 2026-11-30 15:52 UTC on Linux"
+    assert E._kept_when(tmp_path / "none.md", ["telea"]) == "at an earlier time"
