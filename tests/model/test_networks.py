@@ -26,6 +26,10 @@ def test_compact_widths_fit_the_weight_budget():
     )
     assert all(2 * n <= 16 * MIB for n in sizes.values()), sizes
     assert 2 * sum(sizes.values()) <= 64 * MIB, sizes
+    # unmask's file also holds its prior's buffers (int8 basis, fp16 rest, as exported).
+    state = build_generator("unmask", nets).state_dict()
+    stored = sum(v.numel() * (1 if v.dtype == torch.int8 else 2) for v in state.values())
+    assert stored <= 16 * MIB, stored / MIB
     assert (
         all(sizes[k] <= 4.5e6 for k in RECIPES)
         and sizes["segmenter"] <= 1e6
