@@ -62,10 +62,10 @@ class GappyPCA(nn.Module):
             "components", torch.zeros(cfg.components, p)
         )  # (K, P), orthonormal rows
         self.register_buffer("variance", torch.ones(cfg.components))  # (K,) training variance
-        if (
-            cfg.clusters > 1
-        ):  # per cluster: mean (C, K) and covariance (C, K, K) of the coefficients
-            k, c = cfg.components, cfg.clusters  # divided by sqrt(variance) (standardised units)
+        if cfg.clusters > 1:
+            # Per cluster: mean (C, K) and covariance (C, K, K) of the coefficients divided by
+            # sqrt(variance) (standardised units).
+            k, c = cfg.components, cfg.clusters
             self.register_buffer("cluster_mean", torch.zeros(c, k))
             self.register_buffer("cluster_cov", torch.eye(k).repeat(c, 1, 1))
         self._fit_cache: tuple[int, torch.Tensor, torch.Tensor] | None = None
@@ -142,7 +142,8 @@ class GappyPCA(nn.Module):
         prec, mu = self._precision(), self.cluster_mean.float()  # (C, K, K), (C, K)
         lam = self.cfg.mixture_weight
         if lam < 1:  # the one Gaussian N(0, I) as a last row, fitted in the same batch
-            prec = torch.cat([prec, torch.eye(prec.shape[1])[None]])
+            eye = torch.eye(prec.shape[1], device=prec.device, dtype=prec.dtype)
+            prec = torch.cat([prec, eye[None]])
             mu = torch.cat([mu, torch.zeros_like(mu[:1])])
         ridge = self.cfg.ridge
         chol = torch.linalg.cholesky(a_std[None] + ridge * prec[:, None])  # (C, B, K, K)
