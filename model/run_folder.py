@@ -153,10 +153,16 @@ def load_checkpoint(path: str | Path, device: Any = "cpu") -> Checkpoint:
     return torch.load(path, map_location=device, weights_only=True)
 
 
-def checkpoint_network(ckpt: Checkpoint, name: str):
-    """Network `name` of a checkpoint, rebuilt from its architecture with its trained weights."""
+AVERAGED = "{}_ema"  # the name of a network's weight average in a checkpoint (`--ema`)
+
+
+def checkpoint_network(ckpt: Checkpoint, name: str, averaged: bool = False):
+    """Network `name` of a checkpoint, rebuilt from its architecture with its trained weights;
+    with `averaged`, its weight average (`unmask train --ema`) where the run kept one."""
     from model.networks import from_architecture
 
+    if averaged and AVERAGED.format(name) in ckpt["nets"]:
+        name = AVERAGED.format(name)
     net = from_architecture(ckpt["architectures"][name])
     net.load_state_dict(ckpt["nets"][name])
     return net

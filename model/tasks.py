@@ -8,6 +8,7 @@ trainer wrapped them (DistributedDataParallel or not); `nets` holds the plain mo
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,8 +18,16 @@ from torch import nn
 
 from model import losses
 from model.batches import Batch
-from model.methods.gan import RECIPES, build_generator, condition, generate, input_channels
+from model.methods.gan import (
+    RECIPES,
+    build_generator,
+    condition,
+    deliver,
+    generate,
+    input_channels,
+)
 from model.networks import build_network
+from model.run_folder import AVERAGED
 from model.train_config import TrainConfig
 
 Amp = Callable[[], contextlib.AbstractContextManager]
@@ -94,6 +103,9 @@ class GanTask(Task):
         for net in self.nets.values():
             net.to(device)
         self._optimisers()
+        if cfg.ema:  # Polyak averaging of the generator: a copy that validates and exports
+            self.export_net = AVERAGED.format("generator")
+            self.nets[self.export_net] = copy.deepcopy(self.nets["generator"]).requires_grad_(False)
         self.lpips = None
         if self.weights.get("perceptual"):
             from model.lpips import load_lpips
@@ -152,15 +164,36 @@ class GanTask(Task):
                     terms[name] = losses.LOSSES[name](given)
         total = sum(w[k] * v for k, v in terms.items())
         _step(self.optimizers["generator"], total)
+        if self.cfg.ema:
+            self._update_average()
         logs["g"] = total.detach()
         logs.update({f"g_{k}": v.detach() for k, v in terms.items()})
         return logs
 
     @torch.no_grad()
+    def _update_average(self) -> None:
+        """average <- decay * average + (1 - decay) * weights, every step (the exponential moving
+        average of Polyak averaging, as Karras et al. 2018 and Yazici et al. 2019 use for GAN
+        generators); buffers (the fitted prior) are copied."""
+        avg, net = self.nets[self.export_net], self.nets["generator"]
+        for a, p in zip(avg.parameters(), net.parameters(), strict=True):
+            a.lerp_(p, 1 - self.cfg.ema)
+        for a, b in zip(avg.buffers(), net.buffers(), strict=True):
+            a.copy_(b)
+
+    def prepare(self, train_faces: torch.Tensor) -> None:
+        """The generator's closed-form parts are fitted once; its average starts as a copy."""
+        average = self.nets.pop(self.export_net) if self.cfg.ema else None
+        super().prepare(train_faces)
+        if average is not None:
+            average.load_state_dict(self.nets["generator"].state_dict())
+            self.nets[self.export_net] = average
+
+    @torch.no_grad()
     def predict(self, batch: Batch) -> torch.Tensor:
         with self.amp():
             return (
-                generate(self.recipe, self.nets["generator"], batch.masked, batch.mask)
+                deliver(self.recipe, self.nets[self.export_net], batch.masked, batch.mask)
                 .float()
                 .clamp(-1, 1)
             )

@@ -89,6 +89,12 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(
             f"unmask train: --lr-decay {cfg.lr_decay} is a fraction of the run: from 0 to 1"
         )
+    if not 0 <= cfg.ema < 1:
+        raise SystemExit(f"unmask train: --ema {cfg.ema} is a decay per step: from 0 to below 1")
+    from model.methods.gan import RECIPES
+
+    if cfg.ema and cfg.method not in RECIPES:
+        raise SystemExit(f"unmask train: --ema averages a GAN's generator; {cfg.method} has none")
     from model.data import load_split
 
     rank, _ = _dist_init()
@@ -313,7 +319,8 @@ class _Session:
                 net.to(memory_format=torch.channels_last)
         if self.world > 1:  # gradients averaged over processes; task.nets stay the plain modules
             ids = [self.dev.index] if self.dev.type == "cuda" else None
-            task.train_nets = {n: DDP(net, device_ids=ids) for n, net in task.nets.items()}
+            # Only the optimised networks (not an averaged copy, which has no gradients).
+            task.train_nets = {n: DDP(task.nets[n], device_ids=ids) for n in task.optimizers}
         torch.manual_seed(self.cfg.seed * 1000 + self.rank + 1)
         return task
 
@@ -624,7 +631,7 @@ def export_checkpoint(path: Path, export_to: str | None = None, note: str | None
             **({"note": note} if note else {}),
         }
     )
-    net = checkpoint_network(ckpt, TASKS[cfg.method].export_net)
+    net = checkpoint_network(ckpt, TASKS[cfg.method].export_net, averaged=True)
     faces = ckpt.get("faces", {})
     hw = ckpt.get("hardware", {"processes": ckpt["world"]})
     val = ckpt.get("val", {})

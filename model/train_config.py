@@ -44,6 +44,12 @@ class TrainConfig:
         "(pix2pix's n_epochs_decay schedule; the run: --budget's images / batch, else --steps); "
         "0: constant",
     )
+    ema: float = _opt(
+        0.0,
+        "GAN methods: the generator that validates and exports is an exponential moving average "
+        "of the trained one's weights, updated every step with this decay (e.g. 0.99: a memory of "
+        "~100 steps); 0: off, the trained generator itself",
+    )
     seed: int = _opt(0, "seed of the initialisation, the data order and the masks")
     budget: str = _opt(
         "",

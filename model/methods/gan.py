@@ -46,6 +46,19 @@ def generate(
     return keep_known(out, image, mask) if recipe.composite else out
 
 
+def deliver(
+    recipe: GanRecipe, net: nn.Module, image: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """What the method returns for masked faces (B, 3, H, W) in [-1, 1] and masks (B, 1, H, W):
+    `generate`, averaged with the mirrored pass when the recipe has `self_ensemble` (Lim et al.
+    2017). Used at inference and validation; training steps call `generate` once."""
+    out = generate(recipe, net, image, mask)
+    if recipe.self_ensemble:
+        mirrored = generate(recipe, net, image.flip(-1), mask.flip(-1)).flip(-1)
+        out = (out + mirrored) / 2
+    return out
+
+
 def build_generator(key: str, networks: dict[str, dict[str, Any]] | None = None) -> nn.Module:
     """The generator of method `key` with widths from a preset's `networks` tables."""
     from model.networks import build_network
@@ -70,7 +83,7 @@ class GanMethod(TensorMethod):
         self.card = card or {}
 
     def _forward(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        return generate(self.recipe, self.net, images, masks)
+        return deliver(self.recipe, self.net, images, masks)
 
 
 def _device(device: str | torch.device | None) -> torch.device:
@@ -108,10 +121,11 @@ def build(
 
 
 def from_checkpoint(path: str | Path, device: str | torch.device | None = None) -> GanMethod:
-    """The generator of a training checkpoint (runs/<name>/checkpoints/step_*.pt) as a Method."""
+    """The generator of a training checkpoint (runs/<name>/checkpoints/step_*.pt) as a Method: its
+    weight average where the run kept one (`unmask train --ema`), as the run exports."""
     from model.run_folder import checkpoint_network, load_checkpoint
 
     ckpt = load_checkpoint(path)
-    net = checkpoint_network(ckpt, "generator")
+    net = checkpoint_network(ckpt, "generator", averaged=True)
     card = {"checkpoint": str(path), "step": ckpt["step"]}
     return GanMethod(METHODS[ckpt["key"]], net, _device(device), card)

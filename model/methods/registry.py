@@ -36,6 +36,10 @@ class GanRecipe:
     # Training only: half the faces get their hole grown by this many px (at 256x256), so the model
     # also fills holes larger than the mask, as a cautious (dilated) segmenter mask gives at use.
     grow_px: int = 0
+    # Inference only (never in a training step): also run the mirror image (left-right flipped)
+    # and average the two outputs, the flip self-ensemble of Lim et al. 2017 (EDSR+), at twice
+    # the inference time. Faces are near-symmetric, so the two passes err differently.
+    self_ensemble: bool = False
 
 
 GAN = "model.methods.gan:build"  # the factory of every method with a recipe
@@ -146,7 +150,8 @@ METHODS: dict[str, MethodSpec] = {
             # v2: a gappy-PCA face prior inside the generator fills the hole; the gated U-Net
             # corrects it, trained with hole-weighted L1, SSIM and LPIPS on the composite, a global
             # and a mask-region discriminator (spectral norm), and a warm-up without the
-            # adversarial terms.
+            # adversarial terms. At inference the flip self-ensemble (200 val faces, v6 weights:
+            # PSNR 28.825 -> 28.881 dB, LPIPS 0.0552 -> 0.0553).
             recipe=GanRecipe(
                 "unmask_generator",
                 "image,mask",
@@ -158,6 +163,7 @@ METHODS: dict[str, MethodSpec] = {
                 },
                 warmup=True,
                 grow_px=4,
+                self_ensemble=True,
             ),
         ),
     )

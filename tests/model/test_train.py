@@ -469,6 +469,51 @@ def test_promote_only_when_better_or_forced(splits, tmp_path, capsys):
     assert '"preset": "tiny"' in card_path.read_text()
 
 
+def test_ema_generator_is_the_running_average_and_ships(splits, weights_dir, tmp_path):
+    """--ema: every step, average <- d * average + (1 - d) * weights; the average starts as the
+    fitted generator (prior included), validates, exports, and resumes exactly."""
+    from model.methods.gan import from_checkpoint
+
+    torch.set_num_threads(1)
+    cfg = _cfg("unmask", tmp_path / "run", weights_dir, steps=3, ema=0.75, ckpt_every=1)
+    summary = train(cfg, *splits, progress=False)
+    ckpts = [
+        torch.load(RunFolder(tmp_path / "run").checkpoint_path(s), weights_only=True)
+        for s in (1, 2, 3)
+    ]
+    for prev, ckpt in zip(ckpts, ckpts[1:], strict=False):
+        w, avg, before = ckpt["nets"]["generator"], ckpt["nets"]["generator_ema"], prev["nets"]
+        moved = 0
+        for k, v in w.items():
+            expected = before["generator_ema"][k].lerp(v, 0.25) if "prior" not in k else v
+            assert torch.allclose(avg[k], expected, atol=1e-6), k
+            moved += not torch.equal(avg[k], v)
+        assert moved, "the average lags the trained weights"
+    assert "generator_ema" not in ckpts[-1]["optimizers"]
+    # What validates and ships is the average.
+    last = ckpts[-1]["nets"]["generator_ema"]
+    state, card = load_weights("unmask", weights_dir)
+    assert card["config"]["ema"] == 0.75
+    assert all(torch.equal(state[k], last[k].half()) for k in state if state[k].dtype == torch.half)
+    assert torch.equal(
+        from_checkpoint(RunFolder(tmp_path / "run").latest_checkpoint(), "cpu").net.out.weight,
+        last["out.weight"],
+    )
+    # Resumed from step 2, the average continues where it was.
+    cfg2 = _cfg("unmask", tmp_path / "b", weights_dir, steps=2, ema=0.75, export=False)
+    train(cfg2, *splits, progress=False)
+    b = train(
+        _cfg("unmask", tmp_path / "b", weights_dir, steps=3, ema=0.75, export=False),
+        *splits,
+        resume=True,
+        progress=False,
+    )
+    cb = torch.load(RunFolder(tmp_path / "b").latest_checkpoint(), weights_only=True)
+    for k, v in last.items():
+        assert torch.equal(v, cb["nets"]["generator_ema"][k]), k
+    assert b["validation"] == summary["validation"]
+
+
 def test_learning_rate_falls_linearly_to_zero_over_the_decay():
     """pix2pix's schedule: constant, then linear to zero over the last `lr_decay` of the run; the
     run's length is the images budget's steps when a budget is given, and the optimisers of a
@@ -500,11 +545,13 @@ def test_budget_run_decays_to_its_last_step(splits, weights_dir, tmp_path):
         (["--budget", "10xyz"], "budget '10xyz' not understood"),
         (["--lr-decay", "1.5"], "--lr-decay 1.5 is a fraction of the run"),
         (["--preset", "nosuch"], "no preset 'nosuch'"),
+        (["--ema", "1"], "--ema 1.0 is a decay per step"),
+        (["--ema", "0.9", "--method", "segmenter"], "segmenter has none"),
     ],
 )
 def test_train_cli_refuses_bad_options_with_a_message(option, message, tmp_path):
-    """A bad --budget, --lr-decay or preset ends `unmask train` with one line, before any data is
-    read (no traceback)."""
+    """A bad --budget, --lr-decay, --ema or preset ends `unmask train` with one line, before any
+    data is read (no traceback)."""
     from model.cli import main
 
     argv = ["train", "--method", "pix2pix", "--data", str(tmp_path), *option]
