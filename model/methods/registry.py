@@ -142,7 +142,7 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec(
             key="unmask",
             label="unmask (ours)",
-            summary="This project's own model: mask-aware generator with hole-focused, perceptual and adversarial losses, composited into the known pixels.",
+            summary="This project's own model: a linear face prior corrected by a mask-aware generator with hole-focused, perceptual and adversarial losses, composited into the known pixels; it averages the face's pass with its mirror image's.",
             reference="this project",
             trainable=True,
             uses_mask=True,
