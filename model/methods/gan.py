@@ -52,11 +52,14 @@ def deliver(
     """What the method returns for masked faces (B, 3, H, W) in [-1, 1] and masks (B, 1, H, W):
     `generate`, averaged with the mirrored pass when the recipe has `self_ensemble` (Lim et al.
     2017). Used at inference and validation; training steps call `generate` once."""
-    out = generate(recipe, net, image, mask)
-    if recipe.self_ensemble:
-        mirrored = generate(recipe, net, image.flip(-1), mask.flip(-1)).flip(-1)
-        out = (out + mirrored) / 2
-    return out
+    if not recipe.self_ensemble:
+        return generate(recipe, net, image, mask)
+    # One batch of both: on a CPU one pass of 2B faces is faster than two passes of B.
+    both = generate(
+        recipe, net, torch.cat([image, image.flip(-1)]), torch.cat([mask, mask.flip(-1)])
+    )
+    out, mirrored = both.chunk(2)
+    return (out + mirrored.flip(-1)) / 2
 
 
 def build_generator(key: str, networks: dict[str, dict[str, Any]] | None = None) -> nn.Module:

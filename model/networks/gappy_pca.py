@@ -68,7 +68,7 @@ class GappyPCA(nn.Module):
             k, c = cfg.components, cfg.clusters
             self.register_buffer("cluster_mean", torch.zeros(c, k))
             self.register_buffer("cluster_cov", torch.eye(k).repeat(c, 1, 1))
-        self._fit_cache: tuple[int, torch.Tensor, torch.Tensor] | None = None
+        self._fit_cache: tuple[int, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self._precision_cache: tuple[int, torch.Tensor] | None = None
 
     # The basis is stored as int8 with one scale per component (symmetric, max-abs): half the
@@ -93,8 +93,9 @@ class GappyPCA(nn.Module):
             state_dict[prefix + "components"] = q.float() * scale.float()
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def _fit_basis(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean (P_f,) and components (K, P_f) area-downscaled to `fit_size` (cached: read-only)."""
+    def _fit_basis(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Mean (P_f,) and components (K, P_f) area-downscaled to `fit_size`, and their Gram matrix
+        (K, K) over every pixel (cached: read-only)."""
         key = self.components.data_ptr() + self.components._version
         if self._fit_cache is None or self._fit_cache[0] != key:
             s, f = self.cfg.size, self.cfg.fit_size
@@ -103,8 +104,9 @@ class GappyPCA(nn.Module):
             if f != s:
                 comp = F.interpolate(comp, size=(f, f), mode="area")
                 mean = F.interpolate(mean, size=(f, f), mode="area")
-            self._fit_cache = (key, mean.reshape(-1), comp.reshape(comp.shape[0], -1))
-        return self._fit_cache[1], self._fit_cache[2]
+            comp = comp.reshape(comp.shape[0], -1)
+            self._fit_cache = (key, mean.reshape(-1), comp, comp @ comp.T)
+        return self._fit_cache[1:]
 
     def _precision(self) -> torch.Tensor:
         """The clusters' prior precisions (C, K, K), inverse covariances with eigenvalues clamped at
@@ -126,9 +128,9 @@ class GappyPCA(nn.Module):
         # A fit-size pixel is visible only if none of the pixels it averages lies in the hole.
         v = 1.0 - F.adaptive_max_pool2d(mask.float(), (f, f))  # (B, 1, f, f)
         v = v.expand(-1, 3, -1, -1).reshape(len(x), -1)  # (B, P_f)
-        mean, comp = self._fit_basis()
+        mean, comp, gram = self._fit_basis()
         r = (x.reshape(len(x), -1) - mean) * v  # (B, P_f) visible residual
-        a = (comp[None] * v[:, None]) @ comp.T  # (B, K, K) = B_v^T B_v
+        a = torch.stack([_visible_gram(comp, gram, vi > 0.5) for vi in v])  # (B, K, K) = B_v^T B_v
         if self.cfg.clusters == 1:
             a = a + torch.diag_embed(self.cfg.ridge / self.variance.float()).expand_as(a)
             # a is symmetric positive definite (a Gram matrix plus a positive diagonal): Cholesky.
@@ -182,6 +184,17 @@ class GappyPCA(nn.Module):
             lum = 0.299 * recon[:, :1] + 0.587 * recon[:, 1:2] + 0.114 * recon[:, 2:3]
             recon = torch.where(grey[:, None, None, None], lum.expand_as(recon), recon)
         return recon.clamp(-1, 1).to(image.dtype)
+
+
+def _visible_gram(comp: torch.Tensor, gram: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+    """B_v^T B_v (K, K) of the components (K, P) over the visible pixels (P,) bool: from the fewer
+    of the visible and the hidden pixels (the full Gram minus the hole's when the hole is smaller,
+    as under a face mask: about a third of the work)."""
+    if 2 * int(visible.sum()) <= visible.numel():
+        part = comp[:, visible]
+        return part @ part.T
+    part = comp[:, ~visible]
+    return gram - part @ part.T
 
 
 @torch.no_grad()

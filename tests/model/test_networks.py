@@ -117,6 +117,19 @@ def test_mirrored_gappy_pca_basis_is_closed_under_mirroring():
     assert plain_cos.flatten(1).sum(1).abs().min() < 0.9  # random faces: no symmetry without it
 
 
+@pytest.mark.parametrize("hole_rows", [3, 13])  # a hole smaller, then larger than half
+def test_gappy_pca_visible_gram_from_either_side(hole_rows):
+    """B_v^T B_v as the full Gram minus the hole's equals the sum over the visible pixels."""
+    from model.networks.gappy_pca import _visible_gram
+
+    comp = torch.randn(6, 3 * 16 * 16, generator=torch.Generator().manual_seed(0))
+    visible = torch.ones(3, 16, 16, dtype=torch.bool)
+    visible[:, 16 - hole_rows :, 2:14] = False
+    visible = visible.flatten()
+    direct = (comp * visible) @ comp.T
+    assert torch.allclose(_visible_gram(comp, comp @ comp.T, visible), direct, atol=1e-3)
+
+
 def _two_populations(n: int, seed: int) -> torch.Tensor:
     """n faces (n, 3, 8, 8) in [-1, 1] from each of two populations that one Gaussian describes
     badly: both vary along one direction t, which moves the upper half (visible) the same way in
