@@ -180,6 +180,24 @@ class MethodResult:
     note: str = ""  # why it was skipped, when it was
     budget: str = ""  # the compute its weights were made with (from the model card)
     budget_given: str = ""  # the card's budget.given ("8000img", "30m"; "" for none)
+    wall_s: float | None = None  # the training run's wall time (card)
+    hardware: str = ""  # where it trained (card): device, name, processes, CPU threads
+
+
+def attach_card(r: MethodResult, card: dict) -> None:
+    """Fill a row's training-compute fields from its model card ({} for none)."""
+    r.budget = budget_of(card)
+    b = card.get("budget") or {}
+    given = b.get("given", "")
+    r.budget_given = "" if given in ("", "0 steps") or card.get("untrained") else given
+    r.wall_s = b.get("wall_time_s", card.get("wall_time_s"))
+    hw = card.get("hardware") or {}
+    parts = [hw.get("name") or hw.get("device", "")]
+    if hw.get("processes", 1) > 1:
+        parts.append(f"{hw['processes']} processes")
+    if hw.get("device") == "cpu" and hw.get("cpu_threads"):
+        parts.append(f"{hw['cpu_threads']} thread{'s' if hw['cpu_threads'] > 1 else ''}")
+    r.hardware = ", ".join(p for p in [*parts, b.get("precision", "")] if p)
 
 
 def budget_of(card: dict) -> str:
@@ -205,6 +223,42 @@ def budget_of(card: dict) -> str:
     if b.get("given") and b["given"] != "0 steps":
         parts.append(f"budget {b['given']}")
     return ", ".join(parts)
+
+
+def equal_budget_note(given: list[MethodResult], slack_s: float = 30.0) -> str:
+    """The Table 2 note when the trained rows had an equal budget, else "". Equal means the same
+    `unmask train --budget` on every card, or an equal wall clock: one time budget T on the cards that
+    have one, and every row trained on the same hardware in at most T (+ `slack_s` for the step,
+    validation and export running when the clock ran out), the rows with an images budget included."""
+    from model.train_config import parse_budget
+
+    if len(given) < 2:
+        return ""
+    keys = ", ".join(f"`{r.key}`" for r in given)
+    if len({r.budget_given for r in given}) == 1:
+        return (
+            f"- **Equal budget**: the {len(given)} trained rows ({keys}) were each given the same "
+            f"training budget, `{given[0].budget_given}` (`unmask train --budget`), as their model "
+            "cards record."
+        )
+    timed = [r for r in given if parse_budget(r.budget_given)[0]]
+    caps = {parse_budget(r.budget_given)[0] for r in timed}
+    if len(caps) != 1 or len({r.hardware for r in given}) != 1:
+        return ""
+    cap = caps.pop()
+    if any(r.wall_s is None or r.wall_s > cap + slack_s for r in given):
+        return ""
+    walls = ", ".join(f"`{r.key}` {r.wall_s / 60:.1f}" for r in given)
+    rest = [r for r in given if r not in timed]
+    return (
+        f"- **Equal budget (wall clock)**: the {len(given)} trained rows ({keys}) each trained for "
+        f"at most {cap / 60:g} minutes on the same machine ({given[0].hardware}): "
+        f"{', '.join(f'`{r.key}`' for r in timed)} given `--budget {timed[0].budget_given}`"
+        + "".join(
+            f", `{r.key}` `--budget {r.budget_given}`, which ended sooner" for r in rest
+        )
+        + f". Minutes each: {walls} (model cards)."
+    )
 
 
 def face_refs(split, progress: bool = True) -> list[M.FaceRef]:
@@ -457,13 +511,8 @@ def _notes(context: dict[str, str], results: list[MethodResult]) -> list[str]:
     if context.get("face_metrics") == "off":
         notes.append("- Identity and landmark metrics were not computed (`--no-face-metrics`).")
     budgets = [r for r in results if r.budget]
-    given = [r for r in results if r.budget_given]
-    if len(given) > 1 and len({r.budget_given for r in given}) == 1:
-        notes.append(
-            f"- **Equal budget**: the {len(given)} trained rows "
-            f"({', '.join(f'`{r.key}`' for r in given)}) were each given the same training budget, "
-            f"`{given[0].budget_given}` (`unmask train --budget`), as their model cards record."
-        )
+    if note := equal_budget_note([r for r in results if r.budget_given]):
+        notes.append(note)
     if budgets:
         notes.append(
             "- Training compute behind each learned row (from its model card; the rows are NOT an "
@@ -633,10 +682,7 @@ def kept_results(folder: Path, ids: Sequence[str], skip: Sequence[str]) -> tuple
         label = METHODS[key].label if key in METHODS else row["label"]
         result = MethodResult(key, label, rows, float(row["ms_per_image"]))
         if key in METHODS and METHODS[key].trainable:
-            card = _shipped_card(key)
-            result.budget = budget_of(card)
-            given = (card.get("budget") or {}).get("given", "")
-            result.budget_given = "" if given in ("", "0 steps") else given
+            attach_card(result, _shipped_card(key))
         out.append(result)
     return out, _kept_when(folder / "table2.md", [r.key for r in out])
 
@@ -727,10 +773,7 @@ def run_table2(args) -> int:
             refs=refs,
             keep=keep,
         )
-        card = getattr(methods[key], "card", {}) or {}
-        r.budget = budget_of(card)
-        given = (card.get("budget") or {}).get("given", "")
-        r.budget_given = "" if given in ("", "0 steps") or card.get("untrained") else given
+        attach_card(r, getattr(methods[key], "card", {}) or {})
         results.append(r)
     context = _context(args, device)
     if kept_rows:

@@ -239,8 +239,12 @@ def fit_gappy_pca(
 def _fit_clusters(model: GappyPCA, u: torch.Tensor, seed: int) -> None:
     """The mixture prior from the training faces' standardised coefficients u (n, K): k-means++
     (scipy's `kmeans2`, seeded) on the first 40 of them, then each cluster's mean and covariance
-    (plus 1e-3 on the diagonal). Raises ValueError when a cluster has fewer than 2 faces."""
+    (plus 1e-3 on the diagonal). A cluster of at most K faces has a singular sample covariance
+    (its prior would pin the fit to the cluster's few faces): it gets the Ledoit & Wolf (2004)
+    shrinkage estimate instead (scikit-learn's `ledoit_wolf`). Raises ValueError when a cluster has
+    fewer than 2 faces."""
     from scipy.cluster.vq import kmeans2
+    from sklearn.covariance import ledoit_wolf
 
     c = model.cfg.clusters
     _, label = kmeans2(u[:, :40].double().numpy(), c, minit="++", seed=seed)
@@ -252,4 +256,8 @@ def _fit_clusters(model: GappyPCA, u: torch.Tensor, seed: int) -> None:
     for k in range(c):
         uk = u[label == k].double()
         model.cluster_mean[k] = uk.mean(0).float()
-        model.cluster_cov[k] = (torch.cov(uk.T) + 1e-3 * eye).float()
+        if len(uk) > u.shape[1]:
+            cov = torch.cov(uk.T)
+        else:
+            cov = torch.from_numpy(ledoit_wolf(uk.numpy())[0])
+        model.cluster_cov[k] = (cov + 1e-3 * eye).float()

@@ -288,6 +288,28 @@ def test_notes_say_equal_budget_only_when_the_cards_agree():
     assert not any("Equal budget" in n for n in mixed)
 
 
+def test_notes_say_equal_wall_clock_when_every_run_fits_the_one_time_budget():
+    ctx = {"data": "d", "split": "test", "when": "now", "machine": "m", "device": "cpu"}
+    hw = {"device": "cpu", "name": "Xeon", "processes": 1, "cpu_threads": 2}
+
+    def row(key, given, wall, threads=2):
+        r = E.MethodResult(key, key)
+        budget = {"given": given, "wall_time_s": wall, "images_seen": 1, "precision": "bf16"}
+        E.attach_card(r, {"budget": budget, "hardware": {**hw, "cpu_threads": threads}})
+        return r
+
+    def equal(rows):
+        return [n for n in E._notes(ctx, rows) if "Equal budget" in n]
+
+    fits = [row("pix2pix", "26m", 1570.0), row("unmask", "8000img", 1538.0)]
+    (note,) = equal(fits)
+    assert "at most 26 minutes" in note and "Xeon, 2 threads, bf16" in note
+    assert "`unmask` `--budget 8000img`, which ended sooner" in note and "`unmask` 25.6" in note
+    assert not equal([row("pix2pix", "26m", 1570.0), row("unmask", "8000img", 1700.0)])  # longer
+    assert not equal([row("pix2pix", "26m", 1570.0), row("unmask", "8000img", 900.0, threads=1)])
+    assert not equal([row("pix2pix", "26m", 1570.0), row("unmask", "30m", 1500.0)])  # two budgets
+
+
 def test_keep_rows_rescores_one_method_and_keeps_the_others(tiny_dataset, tmp_path):
     _, data = tiny_dataset
     from model.data import load_split

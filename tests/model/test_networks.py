@@ -148,6 +148,28 @@ def _two_populations(n: int, seed: int) -> torch.Tensor:
     return faces.clamp(-1, 1).view(2 * n, 3, 8, 8)
 
 
+def test_mixture_prior_shrinks_only_the_covariance_of_a_cluster_smaller_than_the_basis():
+    """A cluster of fewer faces than components has a singular sample covariance: it is shrunk
+    (Ledoit-Wolf) so its prior does not pin fits to those faces; larger clusters keep the sample
+    covariance (so the shipped fits do not change)."""
+    from scipy.cluster.vq import kmeans2
+
+    from model.networks.gappy_pca import GappyPCAConfig, fit_gappy_pca
+
+    cfg = GappyPCAConfig(size=8, components=10, fit_size=8, ridge=0.05, clusters=2)
+    small = fit_gappy_pca(_two_populations(7, 1), cfg)  # 14 faces: both clusters < 10 components
+    low = torch.linalg.eigvalsh(small.cluster_cov.double()).min(dim=1).values
+    assert (low > 0.01).all(), low  # a sample covariance of < 10 faces has 1e-3 (rank < 10)
+    big = fit_gappy_pca(_two_populations(150, 1), cfg)  # clusters of ~150 faces: as before
+    data = _two_populations(150, 1).reshape(300, -1) - big.mean
+    u = data @ big.components.T / big.variance.sqrt()
+    _, label = kmeans2(u[:, :40].double().numpy(), 2, minit="++", seed=0)  # the fit's own clusters
+    label = torch.from_numpy(label)
+    for k in range(2):
+        sample = torch.cov(u[label == k].T.double()) + 1e-3 * torch.eye(10, dtype=torch.float64)
+        assert torch.allclose(big.cluster_cov[k].double(), sample, atol=1e-3)
+
+
 def test_mixture_prior_fills_a_two_population_hole_better_than_one_gaussian():
     from dataclasses import replace
 
