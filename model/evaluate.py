@@ -254,9 +254,7 @@ def equal_budget_note(given: list[MethodResult], slack_s: float = 30.0) -> str:
         f"- **Equal budget (wall clock)**: the {len(given)} trained rows ({keys}) each trained for "
         f"at most {cap / 60:g} minutes on the same machine ({given[0].hardware}): "
         f"{', '.join(f'`{r.key}`' for r in timed)} given `--budget {timed[0].budget_given}`"
-        + "".join(
-            f", `{r.key}` `--budget {r.budget_given}`, which ended sooner" for r in rest
-        )
+        + "".join(f", `{r.key}` `--budget {r.budget_given}`, which ended sooner" for r in rest)
         + f". Minutes each: {walls} (model cards)."
     )
 
