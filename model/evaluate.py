@@ -687,22 +687,36 @@ def kept_results(folder: Path, ids: Sequence[str], skip: Sequence[str]) -> tuple
 
 def _kept_when(md: Path, keys: Sequence[str]) -> str:
     """When the rows `keys` of the earlier table `md` were scored: its Data note's time, or, for
-    rows that table itself kept from a still earlier one, that table's time (from its Rows note)."""
-    when, older, older_keys = "at an earlier time", "", set()
+    rows that table itself kept from still earlier ones, the time its Rows note gives each of them.
+    The answer is the first key's time, then "; `key`, `key` time" for every other time."""
+    when, earlier = "at an earlier time", {}
     if md.is_file():
         for line in md.read_text().splitlines():
             if line.startswith("- Data:") and "evaluated " in line:
                 when = line.split("evaluated ", 1)[1].split(" (device")[0]
             elif line.startswith("- Rows: rows of ") and " kept from " in line:
-                older_keys = set(line.split(" kept from ", 1)[0].split("`")[1::2])
-                older = line.split("(evaluated ", 1)[1].split("; `unmask eval", 1)[0]
-    from_older = [k for k in keys if k in older_keys]
-    if not from_older:
-        return when
-    if len(from_older) == len(keys):
-        return older
-    newer = ", ".join(f"`{k}`" for k in keys if k not in older_keys)
-    return f"{older}; {newer} {when}"
+                earlier = _rows_note_times(line)
+    times: dict[str, list[str]] = {}
+    for key in keys:
+        times.setdefault(earlier.get(key, when), []).append(key)
+    parts = [
+        t if i == 0 else f"{', '.join(f'`{k}`' for k in ks)} {t}"
+        for i, (t, ks) in enumerate(times.items())
+    ]
+    return "; ".join(parts)
+
+
+def _rows_note_times(line: str) -> dict[str, str]:
+    """{method key: time scored} from a table2.md Rows note written by `unmask eval --keep-rows`:
+    "rows of `a`, `b`, `c` kept from ... (evaluated T1; `c` T2; `unmask eval --keep-rows`)"."""
+    kept = line.split(" kept from ", 1)[0].split("`")[1::2]
+    segments = line.split("(evaluated ", 1)[1].split("; `unmask eval", 1)[0].split("; ")
+    out = dict.fromkeys(kept, segments[0])
+    for seg in segments[1:]:
+        names, _, time = seg.rpartition("` ")
+        for key in (names + "`").split("`")[1::2]:
+            out[key] = time
+    return out
 
 
 def _shipped_card(key: str) -> dict:

@@ -367,3 +367,22 @@ def test_kept_rows_carry_the_time_they_were_scored(tmp_path):
     both = E._kept_when(md, ["telea", "unmask"])
     assert both == "2026-11-30 12:54 UTC on Linux; `unmask` 2026-11-30 15:52 UTC on Linux"
     assert E._kept_when(tmp_path / "none.md", ["telea"]) == "at an earlier time"
+
+
+def test_kept_rows_of_a_chain_of_kept_tables_each_keep_their_own_time(tmp_path):
+    """A Rows note that already names several times: keeping some of its rows again gives each
+    its own time, and names no time of a row not kept now."""
+    md = tmp_path / "table2.md"
+    md.write_text(
+        "- Data: `data/utk`, split `test`; evaluated 2026-12-01 05:49 UTC on Linux (device `cpu`).\n"
+        "- Rows: rows of `telea`, `eigenface`, `pix2pix`, `unmask` kept from the table in `runs/a` "
+        "(evaluated 2026-11-30 12:54 UTC on Linux; `unmask` 2026-12-01 04:41 UTC on Linux; "
+        "`pix2pix` 2026-12-01 05:43 UTC on Linux; `unmask eval --keep-rows`); the others re-scored now\n"
+    )
+    got = E._kept_when(md, ["telea", "eigenface", "unmask"])
+    assert got == "2026-11-30 12:54 UTC on Linux; `unmask` 2026-12-01 04:41 UTC on Linux"
+    got = E._kept_when(md, ["unmask", "pix2pix_mask", "telea"])
+    assert got == (
+        "2026-12-01 04:41 UTC on Linux; `pix2pix_mask` 2026-12-01 05:49 UTC on Linux; "
+        "`telea` 2026-11-30 12:54 UTC on Linux"
+    )
