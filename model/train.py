@@ -82,12 +82,21 @@ def run(args: argparse.Namespace) -> int:
     given["data"] = str(Path(given["data"]).resolve())
     try:
         cfg = resolve(args.method, preset, **given)
-        parse_budget(cfg.budget)
+        budget_s, budget_images = parse_budget(cfg.budget)
     except (ValueError, FileNotFoundError) as e:  # a bad preset or --budget: say so, no traceback
         raise SystemExit(f"unmask train: {e}") from None
     if not 0 <= cfg.lr_decay <= 1:
         raise SystemExit(
             f"unmask train: --lr-decay {cfg.lr_decay} is a fraction of the run: from 0 to 1"
+        )
+    if cfg.lr_decay and budget_s and not budget_images and given.get("steps") is None:
+        # The schedule is planned in steps; a clock alone would plan the preset's steps, which the
+        # run stops far short of, so the rate would never fall.
+        raise SystemExit(
+            f"unmask train: --lr-decay plans its decay over the run's steps, and --budget "
+            f"{cfg.budget} is a wall clock only: the run would plan the preset's {cfg.steps:,} "
+            "steps and stop before the decay begins. Add --steps (about what the time allows) "
+            f"or an images budget ({cfg.budget}+40000img)"
         )
     if not 0 <= cfg.ema < 1:
         raise SystemExit(f"unmask train: --ema {cfg.ema} is a decay per step: from 0 to below 1")

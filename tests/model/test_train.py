@@ -544,14 +544,15 @@ def test_budget_run_decays_to_its_last_step(splits, weights_dir, tmp_path):
     [
         (["--budget", "10xyz"], "budget '10xyz' not understood"),
         (["--lr-decay", "1.5"], "--lr-decay 1.5 is a fraction of the run"),
+        (["--lr-decay", "0.5", "--budget", "30m"], "stop before the decay begins. Add --steps"),
         (["--preset", "nosuch"], "no preset 'nosuch'"),
         (["--ema", "1"], "--ema 1.0 is a decay per step"),
         (["--ema", "0.9", "--method", "segmenter"], "segmenter has none"),
     ],
 )
 def test_train_cli_refuses_bad_options_with_a_message(option, message, tmp_path):
-    """A bad --budget, --lr-decay, --ema or preset ends `unmask train` with one line, before any
-    data is read (no traceback)."""
+    """A bad --budget, --lr-decay (or one a wall-clock budget alone would never reach), --ema or
+    preset ends `unmask train` with one line, before any data is read (no traceback)."""
     from model.cli import main
 
     argv = ["train", "--method", "pix2pix", "--data", str(tmp_path), *option]
