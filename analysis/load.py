@@ -41,6 +41,7 @@ OPTIONAL_COLUMNS: dict[str, str] = {
     "viewport_width": "float",
     "viewport_height": "float",
     "n_blur": "float",
+    "completed": "flag",
 }
 # The export's other recruitment/browser columns: known, not used, not reported as unknown.
 KNOWN_EXTRA = (

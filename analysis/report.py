@@ -83,6 +83,12 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
         help="exclude participants an online session screened out (export column screened_out)",
     )
     ex.add_argument(
+        "--exclude-incomplete",
+        action="store_true",
+        help="exclude participants who did not finish their session (export column completed; "
+        "without it: fewer main trials than the most any participant answered)",
+    )
+    ex.add_argument(
         "--min-viewport",
         metavar="WxH",
         help="exclude participants whose browser viewport was smaller (e.g. 600x500)",
@@ -294,7 +300,11 @@ def terminal_summary(data: StudyData, r: dict) -> str:
             table4_display(r["t4"]),
             "Table 4: p-values (rank-sum on ratings; Tukey HSD on per-participant values)",
         ),
-        to_markdown(table5_display(r["t5_wide"]), "Table 5: accuracy (%) per expression × method"),
+        to_markdown(
+            table5_display(r["t5_wide"]),
+            "Table 5: accuracy (%) per expression × method, over all trials (Table 3 averages "
+            "per participant, so its accuracy can differ)",
+        ),
         "### Beyond the paper (repeated measures)",
         *(_test_line(t) for t in (r["friedman"], r["cochran"], r["rm_anova"], r["mixed"])),
         f"- reliability (all stimuli): Fleiss' kappa = {fmt_num(r['reliability']['fleiss_kappa_expression'].iloc[0], 3)}, "
@@ -335,6 +345,7 @@ def run(args: argparse.Namespace) -> int:
         args.rt_max_ms,
         screened_out=args.exclude_screened_out,
         min_viewport=viewport,
+        incomplete=args.exclude_incomplete,
     )
     if rules.catch_min_accuracy is not None and not 0 <= rules.catch_min_accuracy <= 1:
         print("error: --catch-min-accuracy is a share between 0 and 1 (e.g. 0.75)", file=sys.stderr)

@@ -40,12 +40,22 @@ class Exclusions:
     rt_max_ms: float | None = None  # drop trials slower than this (lapses)
     screened_out: bool = False  # drop participants an online session screened out
     min_viewport: tuple[int, int] | None = None  # drop participants with a smaller (W, H)
+    incomplete: bool = False  # drop participants who did not finish their session
 
     @property
     def any(self) -> bool:
-        return self.screened_out or any(
-            v is not None
-            for v in (self.catch_min_accuracy, self.rt_min_ms, self.rt_max_ms, self.min_viewport)
+        return (
+            self.screened_out
+            or self.incomplete
+            or any(
+                v is not None
+                for v in (
+                    self.catch_min_accuracy,
+                    self.rt_min_ms,
+                    self.rt_max_ms,
+                    self.min_viewport,
+                )
+            )
         )
 
 
@@ -79,6 +89,28 @@ def _small_viewport(
         return rule, []
     small = (trials["viewport_width"] < w) | (trials["viewport_height"] < h)
     return rule, sorted(set(trials.loc[small.fillna(False), "participant_id"]))
+
+
+def unfinished(trials: pd.DataFrame) -> dict[str, tuple[int, int]]:
+    """Participants who did not finish their session -> (main trials answered, main trials of
+    the most complete participant). From the export's `completed` column when it has one, else
+    every participant with fewer main trials than the most any participant answered."""
+    main = trials[(trials["is_practice"] == 0) & (trials["is_catch"] == 0)]
+    counts = main.groupby("participant_id").size()
+    if counts.empty:
+        return {}
+    most = int(counts.max())
+    if "completed" in trials:
+        done = trials.groupby("participant_id")["completed"].max().fillna(0)
+        left = [p for p in counts.index if done.get(p, 0) != 1]
+    else:
+        left = list(counts.index[counts < most])
+    return {p: (int(counts[p]), most) for p in sorted(left)}
+
+
+def _incomplete(trials: pd.DataFrame) -> tuple[str, list[str]]:
+    rule = "session not finished" + ("" if "completed" in trials else " (fewer main trials)")
+    return rule, list(unfinished(trials))
 
 
 def _drop_participants(
@@ -140,6 +172,8 @@ def apply_exclusions(
         main = _drop_participants(trials, main, rep, *_screened_out(trials, rep))
     if rules.min_viewport is not None:
         main = _drop_participants(trials, main, rep, *_small_viewport(trials, rules, rep))
+    if rules.incomplete:
+        main = _drop_participants(trials, main, rep, *_incomplete(trials))
     for bound, name, op in (
         (rules.rt_min_ms, "rt_ms <", np.less),
         (rules.rt_max_ms, "rt_ms >", np.greater),
@@ -164,8 +198,8 @@ def apply_exclusions(
 
 def _pivot(main: pd.DataFrame, methods: list[str], values: pd.Series, how: str) -> pd.DataFrame:
     df = main.assign(_v=values)
-    if how == "sum":  # min_count=1: a skipped method is missing, not 0 seconds
-        out = df.groupby(["participant_id", "method"])["_v"].sum(min_count=1)
+    if how == "sum":  # a skipped method, or a trial without a value, makes the total missing
+        out = df.groupby(["participant_id", "method"])["_v"].agg(lambda v: v.sum(skipna=False))
     else:
         out = df.groupby(["participant_id", "method"])["_v"].mean()
     return out.unstack("method").reindex(columns=methods).astype(float)
@@ -177,7 +211,8 @@ def participant_accuracy(main: pd.DataFrame, methods: list[str]) -> pd.DataFrame
 
 
 def participant_duration(main: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
-    """Total seconds per participant and method over trials with a response time (paper: "total time")."""
+    """Total seconds per participant and method (paper: "total time"); missing where one of
+    those trials has no response time (a total over fewer trials would be too short)."""
     return _pivot(main, methods, main["rt_ms"].astype(float) / 1000.0, "sum")
 
 
@@ -247,6 +282,25 @@ def table3(main: pd.DataFrame, methods: list[str]) -> tuple[pd.DataFrame, list[s
                 f"participant {pid} has no trial of {', '.join(row.index[row])}: left out of "
                 "those methods' accuracy and duration"
             )
+    no_rt = main[main["rt_ms"].isna()].groupby("participant_id")["method"].unique()
+    for pid, ms in no_rt.items():
+        msgs.append(
+            f"participant {pid} has trial(s) without a response time ({', '.join(sorted(ms))}): "
+            "left out of those methods' duration"
+        )
+    left = unfinished(main)
+    if left:
+        who = ", ".join(f"{p} ({n} of {most})" for p, (n, most) in list(left.items())[:10])
+        what = (
+            "did not finish their session"
+            if "completed" in main
+            else "answered fewer main trials than the most any participant did"
+        )
+        msgs.append(
+            f"{len(left)} participant(s) {what}, main trials answered: {who}; their accuracy "
+            "and duration count fewer trials (duration is a total, as in the paper, so theirs "
+            "is shorter); --exclude-incomplete leaves them out"
+        )
     counts = main.groupby(["participant_id", "method"]).size().unstack("method")
     if (counts.nunique(axis=1) > 1).any():
         msgs.append(

@@ -11,10 +11,12 @@ import base64
 import html
 import os
 import secrets
+import shutil
 import sys
 import tempfile
 from functools import lru_cache, partial
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import gradio as gr
 
@@ -41,11 +43,31 @@ CONSENT = """
 This study asks how people perceive faces in pictures. You will see photographs of faces, one at
 a time; for each, choose the expression you see and rate the picture's quality.
 
-- It takes about 10 to 15 minutes. Taking part is voluntary; you may stop at any time.
+- {length} Taking part is voluntary; you may stop at any time.
 - We store a code you choose (not your name), your answers and response times, and, only if you
   give them, your age band, gender and whether you wear glasses or lenses.
 - Results are reported only in aggregate, and used for research only.
 """
+SECONDS_PER_PICTURE = 10  # an estimate for the consent page: an expression click and a rating
+
+
+def consent_text(service: StudyService) -> str:
+    """The consent page, saying how many pictures this study's sessions have and about how long
+    that takes (SECONDS_PER_PICTURE each)."""
+    refs = service.stimulus_refs()
+    if not refs:
+        return CONSENT.format(length="It takes a few minutes.")
+    from study import design
+
+    try:
+        n = len(design.participant_sequence(refs, 0, 0))
+    except design.DesignError:  # registration says what is wrong with the set
+        return CONSENT.format(length="It takes a few minutes.")
+    minutes = max(1, round(n * SECONDS_PER_PICTURE / 60))
+    unit = "minute" if minutes == 1 else "minutes"
+    return CONSENT.format(length=f"You will see {n} pictures; it takes about {minutes} {unit}.")
+
+
 _Q = QUALITY
 INSTRUCTIONS = f"""
 ## Instructions
@@ -123,6 +145,14 @@ JS_RT = """
   const seen = JSON.stringify(window.__studyFocus || []);
   window.__studyFocus = [];
   return [trial, ok ? Math.round((now - s.t) * 1000) / 1000 : null, seen, state];
+}
+"""
+# A quality click: the focus/blur events since the expression click go with it.
+JS_EVENTS = """
+(trial, events, state) => {
+  const seen = JSON.stringify(window.__studyFocus || []);
+  window.__studyFocus = [];
+  return [trial, seen, state];
 }
 """
 # The browser as the page sees it, sent with the first visit and the Start click.
@@ -214,10 +244,11 @@ def _status_html(screen: Screen, redirect_delay_ms: int) -> str:
         "progress": screen.progress,
         "message": screen.message,
         "end-code": screen.end_code,
+        "refused": 1 if screen.refused else None,
     }
     if screen.end_url:
         data |= {"redirect": screen.end_url, "delay": redirect_delay_ms}
-    attrs = f' data-study-stage="{screen.stage or ""}"'  # "": a refused request
+    attrs = f' data-study-stage="{screen.stage or ""}"'  # "": refused, no session to show
     attrs += "".join(
         f' data-study-{k}="{html.escape(str(v))}"' for k, v in data.items() if v not in (None, "")
     )
@@ -250,6 +281,11 @@ def _end_html(screen: Screen) -> str:
         )
     kind = "complete" if screen.stage is Stage.DONE else "screenout"
     return f'<div class="study-end study-end-{kind}">{"".join(parts)}</div>'
+
+
+def wants_admin(query: str | None) -> bool:
+    """Whether the page's query string asks for the experimenter panel (`?admin`)."""
+    return "admin" in parse_qs((query or "").lstrip("?"), keep_blank_values=True)
 
 
 def _ids(state: dict | None) -> RecruitmentIds | None:
@@ -292,14 +328,14 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
     rt_box = gr.Number(
         value=None, visible=False, elem_id="study-rt"
     )  # filled by JS_RT at the click
-    # Filled by the page's JS: focus/blur events (with each answer), the link's query string
+    # Filled by the page's JS: focus/blur events (with each answer and rating), the link's query string
     # and the browser's size (on load and at Start).
     events_box = gr.Textbox(value="", visible=False, elem_id="study-events")
     query_box = gr.Textbox(value="", visible=False, elem_id="study-query")
     client_box = gr.Textbox(value="", visible=False, elem_id="study-client")
 
     with gr.Column(visible=True, elem_id="study-page-consent") as consent_page:
-        gr.Markdown(CONSENT)
+        gr.Markdown(consent_text(service))
         agree = gr.Checkbox(
             label="I have read the above and agree to take part", value=False, elem_id="study-agree"
         )
@@ -353,7 +389,8 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
         with gr.Column(elem_id=STAGE_BLOCKS[Stage.SCREENOUT]):
             gr.Markdown("## This session has ended")
 
-    with gr.Accordion("Experimenter", open=False):
+    # Only at the page's address with ?admin (what `unmask study serve` prints): raters never see it.
+    with gr.Accordion("Experimenter", open=False, visible=False, elem_id="study-admin") as admin:
         admin_key = gr.Textbox(label="Admin token", type="password", elem_id="study-admin-token")
         with gr.Row():
             progress_btn = gr.Button("Show progress", elem_id="study-admin-progress")
@@ -389,12 +426,17 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
     # always fill with plain values: the picture, the status line (whose stage picks the block
     # shown), the trial index.
     def trial_values(screen: Screen) -> dict:
-        """The trial page's values: the picture (while one is up), the status line, the trial
-        index (left as it is on a refusal: a rare path, the skip's rebuild does not matter)."""
+        """The trial page's values: the picture (while one is up; left as it is on a refusal,
+        so the response-time clock is not restarted), the status line, the trial index (left as
+        it is on a refusal: a rare path, the skip's rebuild does not matter)."""
         index = _trial_index(screen)
         up = screen.stage in (Stage.EXPRESSION, Stage.QUALITY)
+        if screen.refused:
+            picture = gr.skip() if up else ""
+        else:
+            picture = _image_html(screen.trial) if up else ""
         return {
-            stim_html: _image_html(screen.trial) if up else "",
+            stim_html: picture,
             status: _status_html(screen, delay_ms),
             trial_box: gr.skip() if index is None else index,
         }
@@ -493,6 +535,15 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
         **events,
     )
 
+    root.load(
+        lambda query: gr.update(visible=wants_admin(query)),
+        [query_box],
+        [admin],
+        js="(query) => [window.location.search]",
+        api_name="study_admin_panel",
+        **events,
+    )
+
     # -- trials ------------------------------------------------------------------------------
     def current(state: dict) -> Screen:
         return service.current_screen(state.get("token"), _ids(state))
@@ -527,15 +578,18 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
             **events,
         )
 
-    def on_rate(quality: int, trial_index, state: dict) -> dict:
-        screen = service.rating_screen(state.get("token"), trial_index, quality, _ids(state))
+    def on_rate(quality: int, trial_index, seen: str, state: dict) -> dict:
+        screen = service.rating_screen(
+            state.get("token"), trial_index, quality, _ids(state), events=seen
+        )
         return trial_values(screen)
 
     for q, btn in quality_btns.items():
         btn.click(
             partial(on_rate, q),
-            [trial_box, sess],
+            [trial_box, events_box, sess],
             trial_outputs,
+            js=JS_EVENTS,
             api_name=f"study_rate_{q}",
             **events,
         )
@@ -579,13 +633,19 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
         **events,
     )
 
+    exports: list[Path] = []  # this app's export folder still on disk
+
     def on_export(token: str) -> dict:
         try:
             require_admin_token(token, admin_token)
         except StudyError as exc:
             return {admin_msg: _admin_html(str(exc), refused=True), admin_file: None}
-        # A fresh unguessable folder per export: the file's URL is as secret as the token.
+        # A fresh unguessable folder per export: the file's URL is as secret as the token. The
+        # earlier exports' folders go (Gradio has served its own copy, which its cache clears).
+        while exports:
+            shutil.rmtree(exports.pop(), ignore_errors=True)
         folder = Path(tempfile.mkdtemp(prefix="unmask-export-"))
+        exports.append(folder)
         path = service.write_export(folder / "study_export.csv")
         return {admin_msg: _admin_html("Export ready: the file is below."), admin_file: str(path)}
 
@@ -618,6 +678,9 @@ def build_study_app(
     """The study alone (what `unmask study serve` launches)."""
     set_offline_env()
     service = service or default_service()
-    with gr.Blocks(title="Face perception study", analytics_enabled=False) as demo:
+    # Gradio's cached copies (the admin's export file) are deleted within 20 minutes.
+    with gr.Blocks(
+        title="Face perception study", analytics_enabled=False, delete_cache=(600, 600)
+    ) as demo:
         _build(service, resolve_admin_token(admin_token), demo)
     return demo

@@ -348,6 +348,9 @@ def _serve(args: argparse.Namespace) -> int:
     token = resolve_admin_token(args.token, announce=False)
     print(f"Study admin token: {token}  (set {TOKEN_ENV} to choose it)", flush=True)
     print(f"Serving the study on http://{args.host}:{args.port}/", flush=True)
+    print(
+        f"Experimenter panel (progress, export): http://{args.host}:{args.port}/?admin", flush=True
+    )
     if args.root_path:
         print(f"Public path behind the reverse proxy: {args.root_path}", flush=True)
     app = make_server_app(service, token, args.root_path)

@@ -1,4 +1,5 @@
-"""Seeded, counterbalanced trial sequences: a Latin square over condition x face, lists by round robin.
+"""Seeded, counterbalanced trial sequences: a Latin square over condition x face, each new
+participant given the list with the fewest completed sessions (round robin among equals).
 
 Conditions are the methods present in the stimuli (registry order) plus `real` last. With K
 conditions there are K lists; in list l the i-th main face (faces ordered by expression, then id)
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from model.config import EXPRESSIONS
@@ -120,6 +121,24 @@ def n_lists(stimuli: Sequence[StimulusRef]) -> int:
 def list_for_ordinal(ordinal: int, stimuli: Sequence[StimulusRef]) -> int:
     """Round robin: the participant registered n-th (from 0) gets list n mod K."""
     return ordinal % n_lists(stimuli)
+
+
+def next_list(
+    ordinal: int,
+    stimuli: Sequence[StimulusRef],
+    completed: Mapping[int, int],
+    in_progress: Mapping[int, int],
+) -> int:
+    """The list of the participant registered `ordinal`-th: the one with the fewest completed
+    sessions, then the fewest in progress, then round robin (`list_for_ordinal`). So a session
+    abandoned midway does not hold its list: the lists fill evenly with completed sessions (as a
+    "balanced" allocation does on online-study platforms), and with no one quitting this is the
+    plain round robin."""
+    k = n_lists(stimuli)
+    return min(
+        range(k),
+        key=lambda lst: (completed.get(lst, 0), in_progress.get(lst, 0), (lst - ordinal) % k),
+    )
 
 
 def _spread_positions(n_items: int, n_insert: int, rng: random.Random) -> list[int]:

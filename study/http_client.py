@@ -55,10 +55,11 @@ class Screen:
     trial_index: int  # the trial on screen (the next one at the break); -1 when done; -2 unknown
     message: str
     # A study.service.Stage value: "expression" | "quality" | "break" | "stale" | "done" |
-    # "screenout" | ...; None: a refused request (the message says why)
+    # "screenout" | ...; None: a refused request without a session to show
     stage: str | None
     end_code: str = ""  # the completion or screen-out code an end page shows
     redirect: str = ""  # where an end page sends the rater
+    refused: bool = False  # the click was refused (the message says why); the page stays put
 
     @property
     def done(self) -> bool:
@@ -128,6 +129,7 @@ class StudyClient:
             stage=status.get("stage") or None,
             end_code=status.get("end-code", ""),
             redirect=status.get("redirect", ""),
+            refused=status.get("refused") == "1",
         )
 
     # -- the rater's steps ---------------------------------------------------------------

@@ -90,7 +90,7 @@ class Participant(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     code: Mapped[str] = mapped_column(String(64), unique=True)
-    # 0, 1, 2, ... in registration order; the Latin-square list is ordinal % n_lists (round robin).
+    # 0, 1, 2, ... in registration order; the Latin-square list: study.design.next_list.
     ordinal: Mapped[int] = mapped_column(Integer, unique=True)
     list_index: Mapped[int] = mapped_column(Integer)
     seed: Mapped[int] = mapped_column(BigInteger)  # the trial-order shuffle's seed

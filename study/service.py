@@ -71,6 +71,7 @@ EXPORT_COLUMNS = (
     "device_pixel_ratio",
     "n_blur",
     "screened_out",
+    "completed",
 )
 BLUR_KINDS = ("blur", "hidden")  # the page lost the rater's attention
 EVENT_KINDS = ("blur", "focus", "hidden", "visible")
@@ -263,6 +264,7 @@ class TrialView:
     is_practice: bool
     stage: Stage  # EXPRESSION (image shown, waiting for the click) or QUALITY
     image_png: bytes
+    shown: bool = False  # the picture was on screen before this view (it has a show time)
 
     @property
     def position(self) -> int:
@@ -283,7 +285,8 @@ def ends_practice(trial_index: int, n_practice: int) -> bool:
 class Screen:
     """What the rater's page shows next: one stage, the trial on it, the words for it.
 
-    `stage` None: a refused request; `message` says why and the page stays where it was.
+    `refused`: a refused click; `message` says why and the page stays where it was (`stage`
+    and `trial` are the current screen, re-read; `stage` None when there is no session).
     """
 
     stage: Stage | None
@@ -293,6 +296,7 @@ class Screen:
     ids: RecruitmentIds | None = None  # the recruitment link's ids, when known
     end_code: str | None = None  # DONE / SCREENOUT: the platform's code to show
     end_url: str | None = None  # ... and the link back to the platform
+    refused: bool = False
 
     @property
     def progress(self) -> str:
@@ -540,7 +544,19 @@ class StudyService:
                         )
                     ordinal = s.scalar(select(func.coalesce(func.max(Participant.ordinal) + 1, 0)))
                     seed = secrets.randbits(31)
-                    list_index = design.list_for_ordinal(ordinal, refs)
+                    completed, in_progress = Counter(), Counter()
+                    for lst, done, out in s.execute(
+                        select(
+                            Participant.list_index,
+                            Participant.completed_at.is_not(None),
+                            Participant.screen_out_reason.is_not(None),
+                        )
+                    ):
+                        if done:
+                            completed[lst] += 1
+                        elif not out:
+                            in_progress[lst] += 1
+                    list_index = design.next_list(ordinal, refs, completed, in_progress)
                     plan = design.participant_sequence(refs, list_index, seed)
                     p = Participant(
                         code=code,
@@ -711,6 +727,7 @@ class StudyService:
             is_practice=current.is_practice,
             stage=Stage.QUALITY if answered else Stage.EXPRESSION,
             image_png=self._read_image(*self._stimulus_file(conn, current.stimulus_id)),
+            shown=current.shown_at is not None,
         )
 
     def _stimulus_file(self, conn: Connection, stimulus_id: str) -> tuple[str, str]:
@@ -849,9 +866,16 @@ class StudyService:
         return self.rate_and_advance(token, trial_index, quality, advance=False)[0]
 
     def rate_and_advance(
-        self, token: str, trial_index: int, quality: int, *, advance: bool = True
+        self,
+        token: str,
+        trial_index: int,
+        quality: int,
+        *,
+        advance: bool = True,
+        events: str | list | None = None,
     ) -> tuple[RecordOutcome, TrialView | ScreenOut | None]:
         """Store the rating and, in the same transaction (one commit), show the next trial.
+        `events`: the page's focus/blur events since the expression click, stored with it.
 
         The next trial is not marked shown when the rating was a repeat (the screen is already
         up) or when it ended the practice block (a break page comes first).
@@ -879,6 +903,9 @@ class StudyService:
             )
             if done.rowcount == 1:
                 outcome = RecordOutcome(True, trial_index, quality)
+                rows = _clean_events(events)
+                if rows:
+                    conn.execute(insert(_E), [{**r, "participant_id": pid} for r in rows])
             else:
                 stored = self._stored(conn, pid, trial_index, _R.c.quality)
                 if stored is None:
@@ -953,13 +980,16 @@ class StudyService:
         return Screen(Stage.INSTRUCTIONS, session=info, ids=info.ids)
 
     def resume_screen(self, info: SessionInfo) -> Screen:
-        """Where a known session continues: the instructions before its first answer, else its
+        """Where a known session continues: the instructions before its first answer, the break
+        page when the practice is done and the first main picture was never shown, else its
         current trial (a picture shown again gets a new show time) or its end page."""
         try:
             view = self.next_trial(info.token, mark_shown=False)
             if isinstance(view, TrialView) and view.stage is Stage.EXPRESSION:
                 if view.trial_index == 0:
                     return Screen(Stage.INSTRUCTIONS, session=info, ids=info.ids)
+                if ends_practice(view.trial_index - 1, view.n_practice) and not view.shown:
+                    return Screen(Stage.BREAK, view, session=info, ids=info.ids)
                 view = self.next_trial(info.token)
         except StudyError as exc:
             return Screen(None, message=str(exc), session=info, ids=info.ids)
@@ -990,7 +1020,7 @@ class StudyService:
             if exc.reason == "screened_out":
                 return self._after(self.next_trial(token, mark_shown=False), ids)
             if exc.reason != "not_current":
-                return Screen(None, message=str(exc))
+                return self._refused(token, str(exc), ids)
             return Screen(Stage.STALE, message=STALE_MESSAGE)
         if isinstance(view, ScreenOut):
             return self._after(view, ids)
@@ -999,17 +1029,34 @@ class StudyService:
         return Screen(Stage.QUALITY, view)
 
     def rating_screen(
-        self, token: str | None, trial_index, quality, ids: RecruitmentIds | None = None
+        self,
+        token: str | None,
+        trial_index,
+        quality,
+        ids: RecruitmentIds | None = None,
+        *,
+        events: str | list | None = None,
     ) -> Screen:
         """After a quality click: the next picture, or the break page when the rating finished
         the practice block (its trial is the next one, shown by current_screen)."""
         try:
-            outcome, view = self.rate_and_advance(token, trial_index, quality)
+            outcome, view = self.rate_and_advance(token, trial_index, quality, events=events)
         except StudyError as exc:
-            return Screen(None, message=str(exc))
+            return self._refused(token, str(exc), ids)
         if isinstance(view, TrialView) and ends_practice(outcome.trial_index, view.n_practice):
             return Screen(Stage.BREAK, view)
         return self._after(view, ids)
+
+    def _refused(self, token: str | None, message: str, ids: RecruitmentIds | None) -> Screen:
+        """A refused click: the current screen kept as it is (read, not shown again) with the
+        refusal's message; the message alone when there is no session to show."""
+        try:
+            screen = self._after(self.next_trial(token, mark_shown=False), ids)
+        except StudyError:
+            return Screen(None, message=message, refused=True)
+        if screen.trial is None:  # the session has ended meanwhile: its end page
+            return screen
+        return replace(screen, message=message, refused=True)
 
     def _after(self, view: TrialView | ScreenOut | None, ids: RecruitmentIds | None) -> Screen:
         """The screen for a trial view: its picture, the end page (None), or the screen-out."""
@@ -1134,6 +1181,7 @@ class StudyService:
                     "device_pixel_ratio": _blank(p.device_pixel_ratio),
                     "n_blur": blurs[(p.id, t.trial_index)],
                     "screened_out": p.screen_out_reason or "",
+                    "completed": int(p.completed_at is not None),
                 }
                 for p, t, st, r in s.execute(q)
             ]

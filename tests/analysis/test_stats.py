@@ -272,6 +272,50 @@ def test_exclusions_count_and_drop(data):
     assert set(main["participant_id"]) == {"P2"} and len(main) == 4
 
 
+def _unfinished_p2(completed_column: bool) -> pd.DataFrame:
+    """The hand fixture with P2 quitting after 3 of the 6 main trials."""
+    frame = hand_frame()
+    p2_main = frame[(frame["participant_id"] == "P2") & (frame["is_catch"] == 0)]
+    frame = frame.drop(p2_main.index[3:])
+    if completed_column:
+        frame["completed"] = (frame["participant_id"] == "P1").astype(int)
+    return validate(frame, "quit.csv").trials
+
+
+@pytest.mark.parametrize("completed_column", [True, False])
+def test_unfinished_sessions_are_named_and_can_be_left_out(completed_column):
+    trials = _unfinished_p2(completed_column)
+    assert S.unfinished(trials) == {"P2": (3, 6)}
+    main, _ = S.apply_exclusions(trials)
+    msgs = " | ".join(S.table3(main, METHODS3)[1])
+    said = "did not finish their session" if completed_column else "answered fewer main trials"
+    assert f"1 participant(s) {said}" in msgs and "main trials answered: P2 (3 of 6)" in msgs
+    assert "--exclude-incomplete" in msgs
+    main, rep = S.apply_exclusions(trials, S.Exclusions(incomplete=True))
+    assert set(main["participant_id"]) == {"P1"}
+    row = rep.table().set_index("rule").iloc[-1]
+    assert row.name.startswith("session not finished") and row.tolist() == [1, 3]
+    assert not [m for m in S.table3(main, METHODS3)[1] if "main trials answered" in m]
+
+
+def test_finished_sessions_with_a_completed_column_are_not_flagged(data):
+    frame = hand_frame()
+    frame["completed"] = 1
+    assert S.unfinished(validate(frame, "done.csv").trials) == {}
+
+
+def test_a_trial_without_a_response_time_leaves_that_total_out(main):
+    """A total over fewer trials would be too short: P1's telea total is missing, not 4 s."""
+    main = main.copy()
+    main.loc[(main["participant_id"] == "P1") & (main["rt_ms"] == 6000), "rt_ms"] = np.nan
+    t3, msgs = S.table3(main, METHODS3)
+    t = t3.set_index("method")
+    assert t.loc["telea", "duration_mean"] == pytest.approx(10)  # P2's 5 + 5 alone
+    assert math.isnan(t.loc["telea", "duration_sd"])
+    assert t.loc["landmark", "duration_mean"] == pytest.approx(9)  # unchanged
+    assert "participant P1 has trial(s) without a response time (telea)" in " | ".join(msgs)
+
+
 # ---------------------------------------------------------------------------- edge cases
 
 

@@ -11,7 +11,7 @@ from study_helpers import changes_nothing, free_port
 
 from model.cli import main
 from model.config import QUALITY
-from study.app import build_study_app, build_study_tab
+from study.app import build_study_app, build_study_tab, consent_text, wants_admin
 from study.db import make_engine
 from study.http_client import StudyClient
 from study.service import EXPORT_COLUMNS, StudyService
@@ -23,6 +23,7 @@ STUDY_EVENTS = {
     "study_begin",
     "study_continue",
     "study_resync",
+    "study_admin_panel",
     "study_admin_progress",
     "study_admin_export",
     *(f"study_answer_{e}" for e in ("neutral", "happy", "angry", "sad", "surprise")),
@@ -37,6 +38,18 @@ def api_names(blocks: gr.Blocks) -> list[str | None]:
 def test_every_event_has_an_api_name(study):
     names = api_names(build_study_app(study, admin_token="t"))
     assert None not in names and set(names) == STUDY_EVENTS
+
+
+def test_experimenter_panel_only_with_admin_in_the_address():
+    assert wants_admin("?admin") and wants_admin("admin=1") and wants_admin("?x=2&admin")
+    assert not wants_admin("") and not wants_admin(None) and not wants_admin("?administrator")
+
+
+def test_consent_says_how_long_this_study_is(study, tmp_path):
+    # The fixture's set: 2 practice + 15 main + 2 catch pictures, 10 s each: about 3 minutes.
+    assert "You will see 19 pictures; it takes about 3 minutes." in consent_text(study)
+    empty = StudyService(make_engine(tmp_path / "empty.sqlite"))
+    assert "It takes a few minutes." in consent_text(empty)
 
 
 def test_tab_mounts_in_another_app(study):

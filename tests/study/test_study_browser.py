@@ -137,7 +137,9 @@ def test_refusals_read_in_the_page(served, page):
     page.click("#study-start")
     register.get_by_text("this code is already in use").wait_for()
     assert page.locator("#study-page-register").is_visible()
+    assert page.locator("#study-admin").count() == 0 or page.locator("#study-admin").is_hidden()
 
+    page.goto(f"{server.url}/?admin")  # the experimenter's address
     page.get_by_text("Experimenter").click()
     token = page.locator("#study-admin-token input")
     admin = page.locator("#study-admin-message")

@@ -73,6 +73,22 @@ def test_balanced_for_any_number_of_participants(n_participants, methods, per_ex
         assert set(counts) == {n_participants // k}
 
 
+def test_next_list_fills_lists_with_completed_sessions():
+    stims = stimuli(("telea", "unmask"), 3)  # 3 lists
+    none: Counter[int] = Counter()
+    # No one quit: the plain round robin.
+    assert [design.next_list(p, stims, none, none) for p in range(5)] == [0, 1, 2, 0, 1]
+    # Lists 0, 1, 2 were taken by sessions abandoned midway, list 0 also has a completed one:
+    # the next participants get the lists with no completed session first.
+    completed, in_progress = Counter({0: 1}), Counter({0: 1, 1: 1, 2: 1})
+    assert design.next_list(4, stims, completed, in_progress) == 1
+    in_progress[1] += 1
+    assert design.next_list(5, stims, completed, in_progress) == 2
+    # Equal completions: fewest in progress, then the round robin.
+    assert design.next_list(6, stims, Counter({0: 2, 1: 2, 2: 2}), Counter({1: 1})) == 0
+    assert design.next_list(7, stims, Counter({0: 2, 1: 2, 2: 2}), Counter()) == 1
+
+
 def test_property_random_designs():
     """Random condition counts, face counts and seeds: the invariants hold whatever the sizes."""
     rng = random.Random(7)

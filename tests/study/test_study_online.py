@@ -155,9 +155,15 @@ def test_focus_and_blur_events_counted_per_trial(study):
     study.answer(info.token, view.trial_index, "sad", 700.0, events="not json")
     (row,) = study.export_rows()
     assert row["n_blur"] == 1
+    # Events while the quality scale is up (the last trial's too) go with the rating, once.
+    later = json.dumps([{"kind": "hidden", "trial": str(i), "t": 2500}])
+    study.rate_and_advance(info.token, i, 4, events=later)
+    study.rate_and_advance(info.token, i, 4, events=later)  # a repeat: not again
+    (row,) = study.export_rows()
+    assert row["n_blur"] == 2
     with study._read() as s:
         kinds = [k for (k,) in s.execute(text("SELECT kind FROM browser_events ORDER BY id"))]
-    assert kinds == ["blur", "focus", "hidden"]
+    assert kinds == ["blur", "focus", "hidden", "hidden"]
 
 
 def test_older_database_gains_the_new_columns(tmp_path):

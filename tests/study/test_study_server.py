@@ -94,7 +94,7 @@ def test_every_event_answers_a_blank_fresh_session(served):
         **{f"study_answer_{e}": NOT_A_TRIAL for e in EXPRESSIONS},
         **{f"study_rate_{q}": NOT_A_TRIAL for q in QUALITY.levels},
     }
-    assert set(client._deps) == {*expected, "study_resume", *ADMIN_EVENTS}, "an event untested"
+    assert set(client._deps) == {*expected, "study_resume", "study_admin_panel", *ADMIN_EVENTS}
     for name, want in expected.items():
         out = client.call(name)
         if isinstance(want, dict):
@@ -105,6 +105,9 @@ def test_every_event_answers_a_blank_fresh_session(served):
     out = client.call("study_resume", {})
     assert changes_nothing(out), out
     assert client.resume(None).stage is None
+    # The experimenter panel: shown only at the address with ?admin.
+    assert client.call("study_admin_panel", "")["study-admin"]["visible"] is False
+    assert client.call("study_admin_panel", "?admin")["study-admin"]["visible"] is True
     # A session this database does not know: the browser's copy is cleared, the page stays.
     out = client.call("study_resume", {"token": "not-a-session"})
     assert out["browserstate"] == {} and is_skip(out["study-page-consent"])
@@ -221,11 +224,14 @@ def test_malformed_requests_get_a_message_and_store_nothing(served):
     client = StudyClient(server.url)
     client.start("malformed")
     screen = client.begin()
-    for index in (None, 1e20, -5, 10_000):  # no such trial: refused with a message
+    # No such trial: refused with a message, the current picture kept at its step.
+    for index in (None, 1e20, -5, 10_000):
         out = client._screen(client.call("study_answer_happy", index, 500))
-        assert out.stage is None and out.message, (index, out)
+        assert out.refused and out.message and out.stage == "expression", (index, out)
+        assert out.trial_index == screen.trial_index, (index, out)
         out = client._screen(client.call("study_rate_4", index))
-        assert out.stage is None and out.message, (index, out)
+        assert out.refused and out.message and out.stage == "expression", (index, out)
+        assert out.html == "", (index, out)  # the picture is left as it is, not sent again
     # A real trial that is not the one on screen: nothing stored, a way back to the current one.
     assert client.answer(screen.trial_index + 7, "happy", 500).stale
     assert client.resync().trial_index == screen.trial_index

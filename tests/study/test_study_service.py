@@ -220,6 +220,21 @@ def test_round_robin_lists_under_threads(study):
     assert [r["participants"] for r in study.list_progress()] == [4, 4, 4]
 
 
+def test_abandoned_sessions_do_not_hold_their_lists(study):
+    """Three sessions quit before answering (lists 0, 1, 2); one on list 0 completes: the
+    next two participants get lists 1 and 2, which still have no completed session."""
+    for code in ("q0", "q1", "q2"):
+        study.start_session(code, consent=True)
+    done = study.start_session("d0", consent=True)
+    run_session(study, done.token)
+    lists = {p.code: p.list_index for p in study.progress()}
+    assert [lists[c] for c in ("q0", "q1", "q2", "d0")] == [0, 1, 2, 0]
+    for code in ("n1", "n2"):
+        study.start_session(code, consent=True)
+    lists = {p.code: p.list_index for p in study.progress()}
+    assert (lists["n1"], lists["n2"]) == (1, 2)
+
+
 @pytest.mark.parametrize("code", HOSTILE_CODES)
 def test_hostile_codes_stored_verbatim(study, code):
     info = study.start_session(code, consent=True)
@@ -309,18 +324,33 @@ def test_screens_follow_the_flow(study):
         screen = study.rating_screen(info.token, index, QUALITY.highest)
     assert screen.stage is Stage.BREAK and screen.trial.trial_index == info.n_practice
     assert screen.progress == ""  # no picture on the break page
+    # A reload on the break page shows the break page again, without showing the next picture.
+    again = study.landing_screen(info.token, "")
+    assert again.stage is Stage.BREAK and again.trial.trial_index == info.n_practice
+    assert not again.trial.shown
     screen = study.current_screen(info.token)
     assert screen.stage is Stage.EXPRESSION and screen.progress.startswith("Picture 1 of ")
     # A click for a picture already done (another window) stores nothing: a way back.
     stale = study.answer_screen(info.token, 0, "sad", 500.0)
     assert stale.stage is Stage.STALE and stale.message == STALE_MESSAGE
     refused = study.rating_screen(info.token, screen.trial.trial_index, QUALITY.highest + 1)
-    assert refused.stage is None and refused.message.startswith("quality is from")
-    resumed = study.landing_screen(info.token, "")
+    assert refused.refused and refused.message.startswith("quality is from")
+    # The page stays where it was: the same picture, still at its expression step.
+    assert (refused.stage, refused.trial.trial_index) == (
+        Stage.EXPRESSION,
+        screen.trial.trial_index,
+    )
+    lost = study.rating_screen("no-such-token", screen.trial.trial_index, QUALITY.highest)
+    assert lost.refused and lost.stage is None and lost.message.startswith("unknown session")
+    resumed = study.landing_screen(info.token, "")  # past the break: the picture again
     assert resumed.stage is Stage.EXPRESSION and resumed.session.code == "flow"
+    assert resumed.trial.trial_index == info.n_practice
+    completed = {r["completed"] for r in study.export_rows() if r["participant_id"] == "flow"}
+    assert completed == {0}  # still going
     while screen.stage is not Stage.DONE:
         index = screen.trial.trial_index
         study.answer_screen(info.token, index, "neutral", 400.0)
         screen = study.rating_screen(info.token, index, QUALITY.lowest)
     assert screen.trial is None and screen.end_code is None  # a lab study: no platform code
     assert study.landing_screen(info.token, "").stage is Stage.DONE
+    assert {r["completed"] for r in study.export_rows() if r["participant_id"] == "flow"} == {1}
