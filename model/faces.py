@@ -365,6 +365,28 @@ def inside_from_fill(image: np.ndarray) -> np.ndarray:
     return ~np.isin(labels, border[border > 0])
 
 
+def border_fill(photo: np.ndarray, tol: int = 2, min_share: float = 0.002) -> np.ndarray:
+    """(H, W) bool: the flat fill a photo editor leaves at the photo's corners (a rotation's
+    triangles, letterbox bars): from each corner, the 4-connected pixels within `tol` levels of the
+    corner's colour in every channel, kept when they cover at least `min_share` of the photo and
+    are flat (no channel's SD above 1 level). Photo pixels are almost never that flat over a patch
+    that size; to the mask segmenter a black fill looks like a black mask.
+    `photo`: uint8 (H, W, 3)."""
+    img = np.array(photo[..., :3], dtype=np.uint8, order="C")  # a copy: floodFill writes to it
+    h, w = img.shape[:2]
+    out = np.zeros((h, w), bool)
+    flags = 4 | cv2.FLOODFILL_FIXED_RANGE | cv2.FLOODFILL_MASK_ONLY | (1 << 8)
+    for x, y in ((0, 0), (w - 1, 0), (0, h - 1), (w - 1, h - 1)):
+        if out[y, x]:
+            continue
+        mask = np.zeros((h + 2, w + 2), np.uint8)
+        cv2.floodFill(img, mask, (x, y), 0, (tol,) * 3, (tol,) * 3, flags)
+        region = mask[1:-1, 1:-1] > 0
+        if region.mean() >= min_share and img[region].std(0).max() <= 1.0:
+            out |= region
+    return out
+
+
 def geometry_problem(landmarks: np.ndarray, size: int = IMAGE_SIZE) -> str | None:
     """Why 68 landmarks of a face aligned to size² are not an upright face, or None when they are:
     eyes and mouth on the template, brows above the eyes, the nose tip between eyes and mouth,

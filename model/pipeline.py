@@ -37,6 +37,13 @@ PASTE_MARGIN_PX = 6
 # centred at this height (faces in selfies and crops sit a little below the middle).
 CLOSEUP_BOX = 0.62
 CLOSEUP_CENTRE_Y = 0.56
+# CenterFace's best score on a guessed close-up (aligned), below which it is no face. Measured
+# (2026-12-01) on the photos that reach the guess: 16 images without a face (skimage.data's
+# coffee, rocket, hubble_deep_field, retina, brick, ..., uniform noise) all scored <= 0.072, and
+# every one but chelsea, cat and moon had passed the texture and mask checks below; of the 34 of
+# the first 400 real masked photos whose guess passed them, the 7 under 0.1 (0.014-0.066) were
+# misaligned (zoomed on sunglasses, profiles; looked at), the others scored 0.115-0.81.
+CLOSEUP_MIN_FACE_SCORE = 0.1
 
 UNTRAINED_ENV = "UNMASK_UNTRAINED"
 
@@ -195,7 +202,8 @@ def find_face(photo: np.ndarray, face: int | None = None) -> tuple[Any, list[str
             raise InputError(getattr(err, "reason", "no_face"), _face_message(err)) from err
         messages.append(
             "The face detector found no face (masks hide much of what it looks for), so the photo "
-            "was taken as a close-up of one face: check that the red overlay sits on the mask."
+            "was taken as a close-up of one face: check that the mask region found (the demo's red "
+            "overlay) sits on the mask."
         )
     note = main_face_note(aligned)  # says which face was used, by the rule that chose it
     if note:
@@ -238,10 +246,17 @@ def _align_as_closeup(photo: np.ndarray):
 
 
 def _plausible_closeup(face: np.ndarray) -> bool:
-    """Whether a guessed close-up looks like a masked face: textured eyes, a mask below them."""
+    """Whether a guessed close-up looks like a masked face: textured eyes, a face to CenterFace
+    (CLOSEUP_MIN_FACE_SCORE, where it is installed), a mask below the eyes."""
+    from model import centerface
+
     gray = cv2.cvtColor(face, cv2.COLOR_RGB2GRAY)
     if gray[80:120].std() < 10:  # a flat band where the eyes should be: no face at all
         return False
+    if centerface.available():
+        scores = centerface.detect(np.ascontiguousarray(face), threshold=0.01)[1]
+        if max(scores, default=0.0) < CLOSEUP_MIN_FACE_SCORE:
+            return False
     segmenter = get_segmenter()
     if segmenter is None or untrained_mode():  # nothing (meaningful) to check the mask with
         return True
@@ -298,9 +313,27 @@ def prepare(photo: Any, *, mask: Any = None, face: int | None = None) -> Prepare
         region, notes = _given_mask(mask, size, work, aligned.matrix)
         source = "given"
     else:
-        region, notes, source = predict_mask(aligned.image, aligned.landmarks, aligned.inside)
+        inside = aligned.inside & ~_fill_on_face(work, aligned.matrix)
+        region, notes, source = predict_mask(aligned.image, aligned.landmarks, inside)
     messages += notes
     return Prepared(image, _on_photo(aligned, to_work, image.shape[:2]), region, messages, source)
+
+
+def _fill_on_face(photo: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """bool (256, 256): the aligned pixels that are an editor's flat fill of the photo's corners
+    (`model.faces.border_fill`: a rotation's triangles, letterbox bars). The region rule counts
+    them as outside the photo, as it does the grey beyond its edge: a black corner under a tilted
+    bare face's chin had read as a black mask (27 of 30 UTKFace faces turned by 35 degrees)."""
+    from model.faces import border_fill
+
+    fill = border_fill(photo)
+    if not fill.any():
+        return np.zeros((IMAGE_SIZE, IMAGE_SIZE), dtype=bool)
+    m = np.asarray(matrix, dtype=np.float64)
+    warped = cv2.warpAffine(
+        fill.astype(np.uint8), m, (IMAGE_SIZE, IMAGE_SIZE), flags=cv2.INTER_NEAREST
+    )
+    return warped > 0
 
 
 def _working_copy(photo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -298,6 +298,21 @@ def test_masked_closeup_is_found_behind_the_mask(prepared):
     assert np.abs(eyes - expected).max() < 6
 
 
+@pytest.mark.parametrize("name", ["coffee", "rocket", "retina", "noise"])
+def test_a_photo_without_a_face_is_not_taken_for_a_closeup(name):
+    """These passed the close-up guess's texture and mask checks, and a face was painted on a
+    saucer; CenterFace's score on the guess turns them away."""
+    import skimage.data
+
+    if name == "noise":
+        photo = np.random.default_rng(0).integers(0, 256, (400, 400, 3), dtype=np.uint8)
+    else:
+        photo = np.ascontiguousarray(getattr(skimage.data, name)()[..., :3])
+    with pytest.raises(pipeline.InputError) as err:
+        pipeline.prepare(photo)
+    assert err.value.reason == "no_face" and "No face was found" in str(err.value)
+
+
 def test_closeup_guess_aligns_a_face_no_detector_sees(prepared):
     masked = pipeline.with_synthetic_mask(prepared, "surgical", seed=0).photo
     closeup = np.ascontiguousarray(masked[10:250, 100:340])
