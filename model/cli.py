@@ -33,7 +33,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
     """--help with each option's default: "(default: X)" after its help, unless the help says it
-    already; "none" for an option unset by default; nothing for an on/off flag. Descriptions and
+    already; "none" for an option unset by default, "required" for one without a default;
+    nothing for an on/off flag. Descriptions and
     epilogs keep their line breaks. Every `unmask` command gets it (`finish_help`)."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
@@ -41,6 +42,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
         flag = action.nargs == 0  # --resume, --no-export: on or off, no value to show
         if "default" in text or not action.option_strings or flag or action.default is False:
             return text
+        if action.required:  # nothing to default to: argparse asks for it
+            return f"{text} (required)".lstrip()
         if action.default in (None, ""):
             return f"{text} (default: none)".lstrip()
         return super()._get_help_string(action)
@@ -79,6 +82,17 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
@@ -90,7 +104,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if ("-h" in argv or "--help" in argv) else 2
     args = build_parser(only=command).parse_args(argv)
     module = importlib.import_module(SUBCOMMANDS[command][0])
-    return int(module.run(args) or 0)
+    try:
+        return int(module.run(args) or 0)
+    except FileNotFoundError as err:  # a missing dataset, run folder or file: its message alone
+        print(f"unmask {command}: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from model.config import RESULTS_DIR
+from model.cli import positive_int
+from model.config import new_run_dir
 
 MANIFEST_COLUMNS = (
     "id",
@@ -363,6 +364,9 @@ def load_split(data_dir: str | Path, split: str, limit: int | None = None) -> Pa
 # --- contact sheet ----------------------------------------------------------------------------
 
 
+MAX_SHEET = 256  # triples on one contact sheet (a 4-column PNG of ~64 rows)
+
+
 def contact_sheet(
     data_dir: str | Path, out: str | Path, n: int = 16, seed: int = 0, tile: int = 128
 ) -> Path:
@@ -429,12 +433,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--seed", type=int, default=0, help="base seed for masks (per-file seeds derive from it)"
     )
     b.add_argument("--workers", type=int, default=0, help="processes (default: every core)")
-    b.add_argument("--limit", type=int, default=None, help="only the first N files (sorted)")
+    b.add_argument(
+        "--limit", type=positive_int, default=None, help="only the first N files (sorted)"
+    )
     s = sub.add_parser("sheet", help="contact sheet of random face / masked / seg triples")
     s.add_argument("--data", type=Path, required=True, help="dataset folder made by `data build`")
-    s.add_argument("--out", type=Path, default=RESULTS_DIR / "figures" / "dataset_sheet.png")
-    s.add_argument("--n", type=int, default=16)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="PNG file to write (default: dataset_sheet.png in a new runs/sheet/<UTC time>/)",
+    )
+    s.add_argument(
+        "--n", type=positive_int, default=16, help=f"triples to show (at most {MAX_SHEET})"
+    )
+    s.add_argument("--seed", type=int, default=0, help="which random triples")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -447,6 +460,14 @@ def run(args: argparse.Namespace) -> int:
             )
         )
         return 0
-    path = contact_sheet(args.data, args.out, n=args.n, seed=args.seed)
+    if args.n > MAX_SHEET:
+        raise SystemExit(f"unmask data sheet: --n {args.n}: at most {MAX_SHEET} triples a sheet")
+    if args.out is not None and (args.out.is_dir() or args.out.suffix.lower() != ".png"):
+        raise SystemExit(f"unmask data sheet: --out {args.out} must be a .png file name")
+    try:
+        out = args.out or new_run_dir("sheet") / "dataset_sheet.png"
+        path = contact_sheet(args.data, out, n=args.n, seed=args.seed)
+    except ValueError as err:  # no ok rows
+        raise SystemExit(f"unmask data sheet: {err}") from None
     print(f"wrote {path}")
     return 0

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from model import metrics as M
+from model.cli import positive_int
 from model.config import MASKED, new_run_dir, shared_data_dir
 from model.data import load_split
 from model.faces import OUTSIDE_FILL, inside_from_fill
@@ -52,7 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="all",
         help="'all' or comma-separated method keys (the masked floor is always added)",
     )
-    parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
+    parser.add_argument(
+        "--limit", type=positive_int, default=None, help="evaluate only the first N images"
+    )
     parser.add_argument("--batch", type=int, default=16, help="images per inpaint_batch call")
     parser.add_argument(
         "--out",

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from model.cli import positive_int
+
 ALL = "all"
 
 
@@ -36,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--face",
-        type=int,
+        type=positive_int,
         default=None,
         help="which face of a photo with several: 1 = the largest (default), 2 = the next, ...",
     )
@@ -49,6 +51,12 @@ def run(args: argparse.Namespace) -> int:
     from model import pipeline
     from model.methods import METHODS
 
+    if not args.input.exists():
+        print(f"unmask inpaint: {args.input} does not exist")
+        return 1
+    if args.out.exists() and not args.out.is_dir():
+        print(f"unmask inpaint: --out {args.out} is a file; give a folder")
+        return 1
     files = _inputs(args.input)
     if not files:
         print(f"unmask inpaint: no files in {args.input}")

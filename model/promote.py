@@ -16,6 +16,7 @@ import json
 import shutil
 from pathlib import Path
 
+from model.cli import positive_int
 from model.config import WEIGHTS_DIR
 
 PRESET_RANK = {"tiny": 0, "compact": 1, "paper": 2}  # a smaller preset never replaces a larger one
@@ -37,7 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(required for registry methods)",
     )
     parser.add_argument(
-        "--faces", type=int, default=200, help="validation faces to compare on (default 200)"
+        "--faces",
+        type=positive_int,
+        default=200,
+        help="validation faces to compare on (default 200)",
     )
     parser.add_argument(
         "--weights-dir",
@@ -145,12 +149,17 @@ def run(args: argparse.Namespace) -> int:
     from model.checkpoint import WeightsError, load_weights, weights_paths
     from model.methods import METHODS
 
+    if not args.weights_dir.is_dir():
+        raise SystemExit(f"unmask promote: --weights-dir {args.weights_dir} is not a folder")
     key, run_weights = _exported(args.run)
     _, new_card = load_weights(key, run_weights)  # checks the sha256 of what would ship
+    broken = None  # shipped files that are there but do not load: not "nothing to beat"
     try:
         _, old_card = load_weights(key, args.weights_dir)
-    except WeightsError:
+    except WeightsError as err:
         old_card = None
+        if any(p.exists() for p in weights_paths(key, args.weights_dir)):
+            broken = str(err)
     if key in METHODS or key == "segmenter":
         if args.data is None:
             raise SystemExit(f"unmask promote: --data DIR is required to compare {key}")
@@ -179,18 +188,23 @@ def run(args: argparse.Namespace) -> int:
         print(f"{metric:>14} {fmt(new):>12} {fmt(old):>12}")
     for label, card in (("run", new_card), ("shipped", old_card)):
         if card:
+            budget = card.get("budget", {}).get("given") or "none recorded"
             print(
-                f"{label:>8}: preset {card.get('preset')}, images seen {card.get('images_seen')}, "
-                f"wall {card.get('wall_time_s')} s, budget {card.get('budget', {}).get('given', '?')}"
+                f"{label:>8}: preset {card.get('preset') or 'not recorded'}, images seen "
+                f"{card.get('images_seen')}, wall {card.get('wall_time_s')} s, budget {budget}"
             )
     wins, compared = verdict({k: v for k, v in figures.items() if k != "score"})
     problems = []
+    if broken is not None:
+        problems.append(f"the shipped weights do not load ({broken}), so nothing was compared")
     if old_card is not None:
         new_score, old_score = figures.get("score", (None, None))
         if new_score is not None and old_score is not None:  # the segmenter: one number decides
             if new_score <= old_score:
                 problems.append(f"it scores {new_score:.4f}, the shipped weights {old_score:.4f}")
-        elif compared and wins * 2 <= compared:
+        elif not compared:
+            problems.append("no metric could be compared with the shipped weights")
+        elif wins * 2 <= compared:
             problems.append(f"it is better on only {wins} of {compared} metrics")
         new_rank = PRESET_RANK.get(str(new_card.get("preset")), 1)
         old_rank = PRESET_RANK.get(str(old_card.get("preset")), 1)

@@ -72,7 +72,11 @@ def run(args: argparse.Namespace) -> int:
     preset = given.pop("preset") or "compact"
     given["run_dir"] = str(given["run_dir"] or RunFolder.default(args.method, preset).path)
     if args.export_only:
-        path = export_checkpoint(RunFolder(given["run_dir"]).latest_checkpoint(), note=args.note)
+        try:
+            latest = RunFolder(given["run_dir"]).latest_checkpoint()
+        except FileNotFoundError as e:
+            raise SystemExit(f"unmask train: nothing to export: {e}") from None
+        path = export_checkpoint(latest, note=args.note)
         print(f"exported {path}; ship it with `unmask promote --run {given['run_dir']} --data DIR`")
         return 0
     if not given["data"]:
@@ -100,6 +104,18 @@ def run(args: argparse.Namespace) -> int:
         )
     if not 0 <= cfg.ema < 1:
         raise SystemExit(f"unmask train: --ema {cfg.ema} is a decay per step: from 0 to below 1")
+    for name, value, ok, rule in (
+        ("--steps", cfg.steps, cfg.steps >= 0, "0 (the closed-form fit alone: eigenface) or more"),
+        ("--batch", cfg.batch, cfg.batch >= 1, "at least 1"),
+        ("--lr", cfg.lr, cfg.lr > 0, "above 0"),
+        ("--size", cfg.size, cfg.size >= 16, "at least 16 (pixels)"),
+        ("--train-limit", cfg.train_limit, cfg.train_limit >= 0, "0 (all) or more"),
+        ("--val-limit", cfg.val_limit, cfg.val_limit >= 0, "0 (all) or more"),
+    ):
+        if not ok:
+            raise SystemExit(f"unmask train: {name} {value} must be {rule}")
+    if cfg.budget.strip() and not (budget_s or budget_images):
+        raise SystemExit(f"unmask train: --budget {cfg.budget} is no budget: give e.g. 30m")
     from model.methods.gan import RECIPES
 
     if cfg.ema and cfg.method not in RECIPES:
@@ -109,6 +125,11 @@ def run(args: argparse.Namespace) -> int:
     rank, _ = _dist_init()
     train_split = load_split(cfg.data, "train", cfg.train_limit or None)
     val_split = load_split(cfg.data, "val", cfg.val_limit or None)
+    if len(train_split) < cfg.batch:
+        raise SystemExit(
+            f"unmask train: the training split has {len(train_split)} faces, fewer than one "
+            f"batch of {cfg.batch}: lower --batch or raise --train-limit"
+        )
     summary = train(
         cfg,
         train_split,
@@ -342,8 +363,15 @@ class _Session:
             raise SystemExit(
                 f"{self.run.path} already has checkpoints: pass --resume, or choose another --run-dir"
             )
+        if resume and not existing and self.rank == 0:
+            print(f"no checkpoint in {self.run.path} to resume: starting from scratch", flush=True)
         if existing:
             ckpt = load_checkpoint(existing[-1][1], self.dev)
+            if ckpt.get("key", self.cfg.method) != self.cfg.method:
+                raise SystemExit(
+                    f"unmask train: {self.run.path} holds a {ckpt['key']} run, not "
+                    f"{self.cfg.method}: pass --method {ckpt['key']}, or choose another --run-dir"
+                )
             for name, net in task.nets.items():
                 net.load_state_dict(ckpt["nets"][name])
             for name, opt in task.optimizers.items():

@@ -1,5 +1,5 @@
 """Every --help of the study, demo and report commands has a description line and shows each
-option's default (or says it has none); on/off flags need none."""
+option's default (or says it has none, or that it is required); on/off flags need none."""
 
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ def _check(parser: argparse.ArgumentParser) -> None:
         if not action.option_strings or action.nargs == 0:  # positional, --help, a flag
             continue
         text = formatter._expand_help(action)
-        assert "default" in text, (parser.prog, action.option_strings, text)
+        said = "(required)" in text if action.required else "default" in text
+        assert said, (parser.prog, action.option_strings, text)
     assert parser.description in parser.format_help()
 
 

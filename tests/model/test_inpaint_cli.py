@@ -141,4 +141,4 @@ def test_console_entry_point_reports_a_missing_input(tmp_path):
         timeout=120,
     )
     assert run.returncode == 1
-    assert "no files" in run.stdout
+    assert "none.png does not exist" in run.stdout

@@ -467,6 +467,22 @@ def test_promote_only_when_better_or_forced(splits, tmp_path, capsys):
     assert '"preset": "compact"' in card_path.read_text()
     assert main([*promote, "--run", str(tmp_path / "b"), "--force"]) == 0
     assert '"preset": "tiny"' in card_path.read_text()
+    # A shipped file that does not load (one byte added) is not "nothing to beat": refused.
+    weights = shipped / "eigenface.safetensors"
+    weights.write_bytes(weights.read_bytes() + b"x")
+    capsys.readouterr()
+    assert main([*promote, "--run", str(tmp_path / "a")]) == 1
+    out = capsys.readouterr().out
+    assert "not promoted: the shipped weights do not load" in out
+    assert main([*promote, "--run", str(tmp_path / "a"), "--force"]) == 0  # a deliberate repair
+    # A mistyped weights folder, and no faces to compare on: a message, nothing written.
+    with pytest.raises(SystemExit, match="is not a folder"):
+        main(
+            [*promote[:-4], "--weights-dir", str(tmp_path / "nosuch"), "--run", str(tmp_path / "a")]
+        )
+    with pytest.raises(SystemExit):  # argparse: --faces 0 must be at least 1
+        main([*promote[:-2], "--faces", "0", "--run", str(tmp_path / "a")])
+    assert "must be at least 1" in capsys.readouterr().err
 
 
 def test_ema_generator_is_the_running_average_and_ships(splits, weights_dir, tmp_path):
@@ -548,6 +564,10 @@ def test_budget_run_decays_to_its_last_step(splits, weights_dir, tmp_path):
         (["--preset", "nosuch"], "no preset 'nosuch'"),
         (["--ema", "1"], "--ema 1.0 is a decay per step"),
         (["--ema", "0.9", "--method", "segmenter"], "segmenter has none"),
+        (["--steps", "-5"], "--steps -5 must be 0"),
+        (["--batch", "0"], "--batch 0 must be at least 1"),
+        (["--lr", "-1"], "--lr -1.0 must be above 0"),
+        (["--budget", "0m"], "--budget 0m is no budget"),
     ],
 )
 def test_train_cli_refuses_bad_options_with_a_message(option, message, tmp_path):
@@ -559,3 +579,18 @@ def test_train_cli_refuses_bad_options_with_a_message(option, message, tmp_path)
     with pytest.raises(SystemExit) as e:
         main(argv)
     assert str(e.value).startswith("unmask train: ") and message in str(e.value)
+
+
+def test_resume_says_what_it_does_with_another_method_or_nothing(
+    splits, weights_dir, tmp_path, capsys
+):
+    torch.set_num_threads(1)
+    run = tmp_path / "run"
+    train(_cfg("pix2pix", run, weights_dir, steps=1, export=False), *splits, progress=False)
+    with pytest.raises(SystemExit, match="holds a pix2pix run, not pix2pix_mask"):
+        train(_cfg("pix2pix_mask", run, weights_dir, steps=2), *splits, resume=True, progress=False)
+    fresh = tmp_path / "fresh"
+    capsys.readouterr()
+    cfg = _cfg("pix2pix", fresh, weights_dir, steps=1, export=False)
+    train(cfg, *splits, resume=True, progress=False)
+    assert f"no checkpoint in {fresh} to resume: starting from scratch" in capsys.readouterr().out
