@@ -97,6 +97,14 @@ def _compare_tab(visit: gr.State) -> None:
             any_file = gr.File(
                 label="…or any image file (TIFF, BMP, …)", file_count="single", elem_id="photo-file"
             )
+            face = gr.Number(
+                value=0,
+                precision=0,
+                minimum=0,
+                label="Face, in a group photo: 1 = the largest, 2 = the next, … (0: the largest "
+                "one wearing a mask); press Enter to use it",
+                elem_id="face",
+            )
             examples = service.examples()
             gr.Examples(
                 examples=[[path] for _, path in examples],
@@ -156,8 +164,9 @@ def _compare_tab(visit: gr.State) -> None:
         download = gr.File(label="All results (zip)", interactive=False, elem_id="zip")
 
     prepared_out = [visit, status, editor, results, timings, pasted, download]
-    photo.change(_prepare, [photo], prepared_out, api_name="prepare")
-    any_file.upload(_prepare, [any_file], prepared_out, api_name="prepare_file")
+    photo.change(_prepare, [photo, face], prepared_out, api_name="prepare")
+    any_file.upload(_prepare, [any_file, face], prepared_out, api_name="prepare_file")
+    face.submit(_choose_face, [photo, any_file, face], prepared_out, api_name="choose_face")
     add_mask.click(_add_mask, [visit, style, seed], prepared_out, api_name="add_synthetic_mask")
     correct.click(_correct, [visit, editor], [visit, status, editor], api_name="correct_mask")
     run.click(
@@ -176,10 +185,15 @@ def _compare_tab(visit: gr.State) -> None:
 # --- handlers: unpack a service.View into the components' values ------------------------------
 
 
-def _prepare(src):
-    view = service.prepare_upload(src)
+def _prepare(src, face=None):
+    view = service.prepare_upload(src, face)
     editor = view.editor or service.blank_editor()
     return view.visit, view.status, editor, [], "", None, None
+
+
+def _choose_face(photo, any_file, face):
+    """Another face of the photo on screen (the photo box's, else the file box's)."""
+    return _prepare(photo if photo is not None else any_file, face)
 
 
 def _add_mask(visit, style, seed):

@@ -63,6 +63,15 @@ UNREADABLE_PHOTO = (
     "This file is not an image we can read ({reason}). Try a JPEG, PNG or WebP photo, or the "
     "'any image file' box below for TIFF, BMP and other formats."
 )
+# The photo box's decoding errors (the decoder's exception class) in the visitor's words.
+UNREADABLE_REASONS = {
+    "DecompressionBombError": "it has too many pixels to open safely",
+    "UnidentifiedImageError": "its contents are not an image format we know",
+}
+# Photos longer than this are shrunk for the demo (results, zip); `unmask inpaint` keeps the size.
+DEMO_MAX_SIDE = 2048
+# How the page lets a visitor choose another face of a group photo.
+FACE_CHOICE = "the 'Face' box under the photo"
 
 
 @dataclass(frozen=True)
@@ -169,15 +178,22 @@ def _closeup_box(prepared: pipeline.Prepared) -> tuple[int, int, int, int]:
 # --- steps --------------------------------------------------------------------------------------
 
 
-def prepare_upload(src: Any) -> View:
-    """A new photo (path, bytes, array, or an `Unreadable` upload): find the face, predict the
-    mask."""
+def prepare_upload(src: Any, face: int | None = None) -> View:
+    """A new photo (path, bytes, array, or an `Unreadable` upload): find the face (`face`: its
+    number, 1 = the largest; 0 or None: the largest one wearing a mask, else the largest), predict
+    the mask."""
     if src is None:
         return View(Visit(), status="")
     if isinstance(src, Unreadable):
-        return View(Visit(), status=_error(UNREADABLE_PHOTO.format(reason=src.reason)))
+        reason = UNREADABLE_REASONS.get(src.reason, "it could not be decoded")
+        return View(Visit(), status=_error(UNREADABLE_PHOTO.format(reason=reason)))
+    if face is not None and not (float(face).is_integer() and 0 <= face < 1000):
+        return View(Visit(), status=_error(f"Face is a whole number from 0 (got {face})."))
     try:
-        prepared = pipeline.prepare(src)
+        src, shrunk = _demo_size(src)
+        prepared = pipeline.prepare(src, face=int(face) if face else None)
+        if shrunk:
+            prepared.messages.insert(0, shrunk)
     except pipeline.InputError as err:
         return View(Visit(), status=_error(str(err)))
     except Exception as err:  # unexpected: log it for us, a plain message for the visitor
@@ -186,8 +202,34 @@ def prepare_upload(src: Any) -> View:
             Visit(), status=_error(f"Something went wrong on our side ({type(err).__name__}).")
         )
     visit = Visit(prepared)
-    notes = [_mask_summary(prepared), *prepared.messages]
+    notes = [_mask_summary(prepared), *_page_words(prepared.messages)]
     return View(visit, status=_notes(notes), editor=editor_value(prepared))
+
+
+def _demo_size(src: Any) -> tuple[Any, str]:
+    """The upload as an array at most DEMO_MAX_SIDE long, and a note when it was shrunk (else
+    the upload as it came, and ""). Raises pipeline.InputError for what cannot be read."""
+    photo, notes = pipeline.load_photo(src)
+    h, w = photo.shape[:2]
+    if max(h, w) <= DEMO_MAX_SIDE:
+        return photo, " ".join(notes)
+    s = DEMO_MAX_SIDE / max(h, w)
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    small = cv2.resize(photo, size, interpolation=cv2.INTER_AREA)
+    return small, (
+        f"The photo ({w}×{h} px) was shrunk to {size[0]}×{size[1]} px for the demo; "
+        "`unmask inpaint` keeps a photo's own size."
+    )
+
+
+def _page_words(messages: list[str]) -> list[str]:
+    """The pipeline's notes as the page says them: not the "no mask found" note (the upload's
+    summary says it, and once a region is painted it no longer holds), and the page's own way to
+    choose a face."""
+    from model.faces import FACE_CHOICE as CLI_FACE_CHOICE
+    from model.segmenter import NO_MASK_MESSAGE
+
+    return [m.replace(CLI_FACE_CHOICE, FACE_CHOICE) for m in messages if m != NO_MASK_MESSAGE]
 
 
 def add_synthetic_mask(visit: Visit, style: str, seed: int = 0) -> View:
@@ -209,7 +251,7 @@ def add_synthetic_mask(visit: Visit, style: str, seed: int = 0) -> View:
     except Exception as err:
         log.exception("synthetic mask failed")
         return View(visit, status=_error(f"Could not add a {style} mask ({err})."))
-    notes = masked.messages + [
+    notes = _page_words(masked.messages) + [
         f"Added a synthetic {style} mask: the face as it was is the ground truth in the results."
     ]
     return View(Visit(masked), status=_notes(notes), editor=editor_value(masked))
@@ -250,6 +292,12 @@ def run(
             ),
             editor=editor_value(prepared),
         )
+    if keys is not None and not keys:
+        return View(
+            Visit(prepared),
+            status=_error("Choose at least one method (the boxes above the button)."),
+            editor=editor_value(prepared),
+        )
     keys = [k for k in (keys or list(METHODS)) if k in METHODS]
     try:
         results = pipeline.run_methods(
@@ -265,7 +313,7 @@ def run(
     chosen = chosen if chosen in results else _default_choice(results)
     # Visitors need not see the server's folders: weights paths relative to the repository.
     errors = [e.replace(f"{REPO_DIR}{os.sep}", "") for e in results.errors.values()]
-    messages = list(prepared.messages) + errors
+    messages = _page_words(prepared.messages) + errors
     if not results:
         messages.append("No method could run.")
     return View(

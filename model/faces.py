@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,6 +88,7 @@ class AlignedFace:
     face_index: int = 1  # which face of the photo (1 = the largest; see `find_and_align`)
     n_faces: int = 1  # faces found (confident ones; the main face included)
     turned_deg: int = 0  # the photo was searched turned by this much (0, 90, 180, 270)
+    preferred: bool = False  # chosen over larger faces by find_and_align's `prefer` (a mask)
 
     @property
     def inside(self) -> np.ndarray:
@@ -239,14 +241,21 @@ def _detect_centerface(image: np.ndarray, threshold: float) -> list[FaceDetectio
     return _main_first(faces)
 
 
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    """Intersection over union of two (left, top, right, bottom) boxes."""
+    inter = _area((max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])))
+    return inter / max(_area(a) + _area(b) - inter, 1)
+
+
 def _detect_cascade(
-    image: np.ndarray, detector: str, *, last_resort: bool = True
+    image: np.ndarray, detector: str, *, last_resort: bool = True, all_faces: bool = False
 ) -> list[FaceDetection]:
     """Cheapest first: HOG without upsampling (finds ~99% of UTKFace crops in ~6 ms); then
     ("auto") CenterFace, which still finds faces behind a mask (HOG found 1 of 60 real masked
     photos, CenterFace 53); then HOG with upsampling; then, unless `last_resort` is False, on a
     reflect-padded copy (tight crops whose face touches the border), and (small photos only)
-    with more upsampling."""
+    with more upsampling. `all_faces` ("auto"): when HOG finds faces, CenterFace's other faces
+    are added (a group photo's masked faces, which HOG misses)."""
     if detector == "cnn":
         return detect_faces(image, detector="cnn", upsample=1, threshold=0.0)
     if detector == "centerface":
@@ -255,6 +264,11 @@ def _detect_cascade(
         raise ValueError(f"unknown detector {detector!r}; use 'auto', 'hog', 'cnn' or 'centerface'")
     faces = detect_faces(image, upsample=0)
     if faces:
+        if all_faces and detector == "auto" and _centerface_available():
+            more = detect_faces(image, detector="centerface")
+            faces = _main_first(
+                faces + [f for f in more if all(_overlap(f.box, g.box) < 0.3 for g in faces)]
+            )
         return faces
     if detector == "auto" and _centerface_available():
         faces = detect_faces(image, detector="centerface")
@@ -442,6 +456,7 @@ def find_and_align(
     detector: str = "auto",
     try_rotations: bool = True,
     face: int | None = None,
+    prefer: Callable[[AlignedFace], bool] | None = None,
 ) -> AlignedFace:
     """Detect, pick the main face, check it is upright, align it.
 
@@ -449,7 +464,9 @@ def find_and_align(
     check on the photo or its turned copies, or the upside-down check on the turned copies),
     "too_small", "no_such_face" (`face` out of range).
     The main face is the largest confident one (`_main_first`); `face` = N (1-based) picks the
-    N-th instead, in the same order (largest first). Other faces (score >= OTHER_FACE_SCORE) are
+    N-th instead, in the same order (largest first); with no `face`, `prefer` (e.g. "wears a
+    mask") picks the largest face it accepts, when it accepts any, among HOG's and CenterFace's
+    faces (`_detect_cascade`'s all_faces). Other faces (score >= OTHER_FACE_SCORE) are
     counted in `n_other_faces`. When nothing upright is found, the photo is also tried turned by
     90, 270 and 180 degrees (a photo stored sideways without an EXIF tag), with the confident
     detectors only: on 240 real masked photos the last-resort paths found a "face" on two turned
@@ -461,7 +478,7 @@ def find_and_align(
     turned = 0
     for k in QUARTER_TURNS if try_rotations else (0,):
         copy = image if k == 0 else np.ascontiguousarray(np.rot90(image, k))
-        faces = _detect_cascade(copy, detector, last_resort=k == 0)
+        faces = _detect_cascade(copy, detector, last_resort=k == 0, all_faces=prefer is not None)
         upright = []
         for f in faces:
             problem = _upright_problem(f.landmarks)  # in the searched copy, where it is upright
@@ -491,14 +508,27 @@ def find_and_align(
             "no_such_face",
             f"face {index} asked for, but {len(counted)} face{'s' if len(counted) > 1 else ''} found",
         )
-    main = counted[index - 1]
-    landmarks = _refit_tilted(image, main.landmarks)
-    size = float(np.linalg.norm(landmarks[16] - landmarks[0]))
-    if size < min_face_px:
-        raise FaceError("too_small", f"face is {size:.0f} px wide, below {min_face_px:.0f} px")
-    aligned = align_face(image, landmarks, n_other_faces=len(counted) - 1)
-    aligned.face_index, aligned.n_faces, aligned.turned_deg = index, len(counted), turned
-    return aligned
+
+    def aligned_face(i: int) -> AlignedFace:
+        landmarks = _refit_tilted(image, counted[i - 1].landmarks)
+        size = float(np.linalg.norm(landmarks[16] - landmarks[0]))
+        if size < min_face_px:
+            raise FaceError("too_small", f"face is {size:.0f} px wide, below {min_face_px:.0f} px")
+        a = align_face(image, landmarks, n_other_faces=len(counted) - 1)
+        a.face_index, a.n_faces, a.turned_deg = i, len(counted), turned
+        return a
+
+    main = aligned_face(index)
+    if face is None and prefer is not None and len(counted) > 1 and not prefer(main):
+        for i in range(2, len(counted) + 1):
+            try:
+                other = aligned_face(i)
+            except FaceError:  # too small: the faces after it are smaller still
+                break
+            if prefer(other):
+                other.preferred = True
+                return other
+    return main
 
 
 def _reads_upside_down(image: np.ndarray, landmarks: np.ndarray) -> str | None:
@@ -560,16 +590,22 @@ def _refit_tilted(image: np.ndarray, landmarks: np.ndarray, rounds: int = 2) -> 
     return lm
 
 
+FACE_CHOICE = "`--face N`"  # how a person chooses another face (the demo says its own way)
+
+
 def main_face_note(aligned: AlignedFace) -> str | None:
     """The sentence that tells a person which face was used, when there was a choice."""
     n = int(getattr(aligned, "n_faces", 1) or 1)
     if n < 2:
         return None
     i = int(getattr(aligned, "face_index", 1) or 1)
-    which = "the largest one" if i == 1 else f"face {i} by size (1 = the largest)"
+    if getattr(aligned, "preferred", False):
+        which = f"face {i} by size (1 = the largest), the largest one wearing a mask,"
+    else:
+        which = "the largest one" if i == 1 else f"face {i} by size (1 = the largest)"
     return (
         f"Found {n} faces: {which} is used; another can be chosen by its number, "
-        f"1 to {n} from the largest (`--face N`)."
+        f"1 to {n} from the largest ({FACE_CHOICE})."
     )
 
 

@@ -194,8 +194,12 @@ def find_face(photo: np.ndarray, face: int | None = None) -> tuple[Any, list[str
     from model.faces import FaceError, find_and_align, main_face_note
 
     messages = []
+
+    def wears_mask(a) -> bool:  # in a group photo, the face to unmask is the masked one
+        return predict_mask(a.image, a.landmarks, a.inside)[2] == "segmenter"
+
     try:
-        aligned = find_and_align(photo, face=face)
+        aligned = find_and_align(photo, face=face, prefer=wears_mask)
     except FaceError as err:
         aligned = _align_as_closeup(photo) if err.reason == "no_face" else None
         if aligned is None or not _plausible_closeup(aligned.image):

@@ -19,6 +19,7 @@ def test_every_event_has_an_api_name(tmp_path, monkeypatch):
     assert {
         "prepare",
         "prepare_file",
+        "choose_face",
         "add_synthetic_mask",
         "correct_mask",
         "run",

@@ -171,3 +171,61 @@ def test_gallery_files_are_new_paths_for_every_call():
     assert first[0][0] != second[0][0]
     assert (np.asarray(Image.open(first[0][0])) == image).all()
     assert service.as_file(None) is None
+
+
+def test_unticking_every_method_asks_for_one(visit):
+    ran = service.run(visit, None, [])
+    assert "Choose at least one method" in ran.status and not ran.visit.results
+
+
+def test_painting_on_a_bare_face_drops_the_no_mask_note(astronaut, monkeypatch):
+    monkeypatch.delenv(pipeline.UNTRAINED_ENV, raising=False)
+    if pipeline.get_segmenter() is None:
+        pytest.skip(f"no shipped segmenter: {pipeline.segmenter_problem()}")
+    view = service.prepare_upload(astronaut)
+    assert view.status.count("No face mask was found") == 1  # the summary, not twice
+    painted = pipeline.with_mask(view.visit.prepared, np.zeros((256, 256), bool))
+    hole = np.zeros((256, 256), bool)
+    hole[170:220, 90:170] = True
+    painted = pipeline.with_mask(painted, hole)
+    ran = service.run(service.Visit(painted), None, ["telea"])
+    assert ran.visit.results and "No face mask was found" not in ran.status
+    assert "--mask" not in ran.status and "--face" not in ran.status
+
+
+def test_in_a_group_photo_the_masked_face_is_chosen(astronaut, monkeypatch):
+    """A bare astronaut beside a smaller masked one: HOG finds only the bare face (CenterFace the
+    masked one too); the masked face is the one to unmask; the note names the page's Face box,
+    and the box picks the largest face on request."""
+    import cv2
+
+    monkeypatch.delenv(pipeline.UNTRAINED_ENV, raising=False)
+    if pipeline.get_segmenter() is None:
+        pytest.skip(f"no shipped segmenter: {pipeline.segmenter_problem()}")
+    masked = pipeline.with_synthetic_mask(pipeline.prepare(astronaut), "surgical", seed=3).photo
+    left = cv2.resize(astronaut, (640, 640), interpolation=cv2.INTER_AREA)
+    right = np.full((640, 512, 3), 255, np.uint8)
+    right[:512] = masked
+    group = np.ascontiguousarray(np.hstack([left, right]))
+    view = service.prepare_upload(group)
+    prepared = view.visit.prepared
+    assert prepared.aligned.face_index == 2 and prepared.mask_source == "segmenter"
+    assert "the largest one wearing a mask" in view.status and "'Face' box" in view.status
+    largest = service.prepare_upload(group, face=1).visit.prepared
+    assert largest.aligned.face_index == 1 and largest.mask_source == "none"
+    assert "Face is a whole number from 0" in service.prepare_upload(group, face=0.5).status
+    assert service.prepare_upload(group, face=0).visit.prepared.aligned.face_index == 2
+
+
+def test_a_very_large_photo_is_shrunk_for_the_demo(astronaut):
+    import cv2
+
+    big = cv2.resize(astronaut, (3000, 3000), interpolation=cv2.INTER_LINEAR)
+    view = service.prepare_upload(big)
+    assert view.visit.prepared.photo.shape[:2] == (service.DEMO_MAX_SIDE, service.DEMO_MAX_SIDE)
+    assert "was shrunk to 2048×2048 px for the demo" in view.status
+
+
+def test_an_undecodable_upload_is_named_in_plain_words():
+    view = service.prepare_upload(service.Unreadable("DecompressionBombError"))
+    assert "too many pixels" in view.status and "DecompressionBombError" not in view.status
