@@ -164,8 +164,10 @@ def _compare_tab(visit: gr.State) -> None:
         download = gr.File(label="All results (zip)", interactive=False, elem_id="zip")
 
     prepared_out = [visit, status, editor, results, timings, pasted, download]
-    photo.change(_prepare, [photo, face], prepared_out, api_name="prepare")
-    any_file.upload(_prepare, [any_file, face], prepared_out, api_name="prepare_file")
+    # A new photo starts from the default face (0: the largest one wearing a mask): a number
+    # chosen for the last photo would refuse this one.
+    photo.change(_prepare_new, [photo], [*prepared_out, face], api_name="prepare")
+    any_file.upload(_prepare_new, [any_file], [*prepared_out, face], api_name="prepare_file")
     face.submit(_choose_face, [photo, any_file, face], prepared_out, api_name="choose_face")
     add_mask.click(_add_mask, [visit, style, seed], prepared_out, api_name="add_synthetic_mask")
     correct.click(_correct, [visit, editor], [visit, status, editor], api_name="correct_mask")
@@ -189,6 +191,10 @@ def _prepare(src, face=None):
     view = service.prepare_upload(src, face)
     editor = view.editor or service.blank_editor()
     return view.visit, view.status, editor, [], "", None, None
+
+
+def _prepare_new(src):
+    return *_prepare(src), 0
 
 
 def _choose_face(photo, any_file, face):

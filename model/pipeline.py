@@ -519,6 +519,12 @@ def _image_message(err: Exception) -> str:
     reason = getattr(err, "reason", "")
     if reason == "not_image":
         return f"This file is not an image ({err}). Use a JPEG, PNG or WebP photo."
+    if reason == "too_large":
+        # Our own refusals say the size; PIL's (a "decompression bomb") are not for people.
+        said = "" if "decompression bomb" in str(err).lower() else f" ({err})"
+        return (
+            f"This image has too many pixels to open safely{said}. Use a smaller copy of the photo."
+        )
     return f"This photo could not be used: {err}"
 
 
@@ -531,4 +537,9 @@ def _face_message(err: Exception) -> str:
         )
     if reason == "too_small":
         return f"The face is too small to work on ({err}). Use a closer or larger photo."
+    if reason == "not_upright":
+        return (
+            "No upright face was found: the face looks turned too far (tilted, sideways or upside "
+            "down). Straighten the photo so that the face is upright, or use another photo."
+        )
     return f"The face could not be used: {err}"

@@ -363,8 +363,11 @@ class _Session:
             raise SystemExit(
                 f"{self.run.path} already has checkpoints: pass --resume, or choose another --run-dir"
             )
-        if resume and not existing and self.rank == 0:
-            print(f"no checkpoint in {self.run.path} to resume: starting from scratch", flush=True)
+        if resume and not existing:
+            raise SystemExit(
+                f"unmask train: nothing to resume in {self.run.path} (no checkpoints/step_*.pt): "
+                "drop --resume to start a new run there"
+            )
         if existing:
             ckpt = load_checkpoint(existing[-1][1], self.dev)
             if ckpt.get("key", self.cfg.method) != self.cfg.method:

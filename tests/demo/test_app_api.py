@@ -60,8 +60,12 @@ def test_non_image_file_gets_a_message(demo_server, masked_astronaut_png, tmp_pa
     assert "not an image" in status and "Traceback" not in status
     # The photo box decodes before the handler: its refusal is the same kind of status message
     # (not a raised error, which leaves bare "Error" badges on the page), and it clears the face.
-    status = client.predict(handle_file(str(masked_astronaut_png)), api_name="/prepare")[0]
-    assert "⚠" not in status, status
+    # A face number chosen for one photo would refuse the next: a new photo resets it to 0.
+    out = client.predict(handle_file(str(masked_astronaut_png)), api_name="/prepare")
+    status, face = out[0], out[-1]
+    assert "⚠" not in status and face == 0, (status, face)
+    status = client.predict(None, None, 2, api_name="/choose_face")[0]
+    assert "Upload a photo" in status or status == "", status  # nothing on screen to choose from
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n and then nothing")
     for bad in (path, broken):
