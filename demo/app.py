@@ -166,8 +166,10 @@ def _compare_tab(visit: gr.State) -> None:
     prepared_out = [visit, status, editor, results, timings, pasted, download]
     # A new photo starts from the default face (0: the largest one wearing a mask): a number
     # chosen for the last photo would refuse this one.
-    photo.change(_prepare_new, [photo], [*prepared_out, face], api_name="prepare")
-    any_file.upload(_prepare_new, [any_file], [*prepared_out, face], api_name="prepare_file")
+    photo.change(_prepare_new, [photo], [*prepared_out, face, chosen], api_name="prepare")
+    any_file.upload(
+        _prepare_new, [any_file], [*prepared_out, face, chosen], api_name="prepare_file"
+    )
     face.submit(_choose_face, [photo, any_file, face], prepared_out, api_name="choose_face")
     add_mask.click(_add_mask, [visit, style, seed], prepared_out, api_name="add_synthetic_mask")
     correct.click(_correct, [visit, editor], [visit, status, editor], api_name="correct_mask")
@@ -194,7 +196,8 @@ def _prepare(src, face=None):
 
 
 def _prepare_new(src):
-    return *_prepare(src), 0
+    """A new photo: the default face, and no result chosen yet (the last photo's are gone)."""
+    return *_prepare(src), 0, gr.update(choices=[], value=None)
 
 
 def _choose_face(photo, any_file, face):

@@ -49,6 +49,7 @@ class Visit:
 
     prepared: pipeline.Prepared | None = None
     results: dict[str, tuple[np.ndarray, float]] = field(default_factory=dict)
+    refused: str = ""  # why the last upload could not be used (said again by the next step)
 
 
 @dataclass(frozen=True)
@@ -186,7 +187,7 @@ def prepare_upload(src: Any, face: int | None = None) -> View:
         return View(Visit(), status="")
     if isinstance(src, Unreadable):
         reason = UNREADABLE_REASONS.get(src.reason, "it could not be decoded")
-        return View(Visit(), status=_error(UNREADABLE_PHOTO.format(reason=reason)))
+        return _refused(UNREADABLE_PHOTO.format(reason=reason))
     if face is not None and not (float(face).is_integer() and 0 <= face < 1000):
         return View(Visit(), status=_error(f"Face is a whole number from 0 (got {face})."))
     try:
@@ -195,7 +196,7 @@ def prepare_upload(src: Any, face: int | None = None) -> View:
         if shrunk:
             prepared.messages.insert(0, shrunk)
     except pipeline.InputError as err:
-        return View(Visit(), status=_error(str(err)))
+        return _refused(str(err))
     except Exception as err:  # unexpected: log it for us, a plain message for the visitor
         log.exception("prepare failed")
         return View(
@@ -204,6 +205,10 @@ def prepare_upload(src: Any, face: int | None = None) -> View:
     visit = Visit(prepared)
     notes = [_mask_summary(prepared), *_page_words(prepared.messages)]
     return View(visit, status=_notes(notes), editor=editor_value(prepared))
+
+
+def _refused(message: str) -> View:
+    return View(Visit(refused=message), status=_error(message))
 
 
 def _demo_size(src: Any) -> tuple[Any, str]:
@@ -236,7 +241,7 @@ def add_synthetic_mask(visit: Visit, style: str, seed: int = 0) -> View:
     """Put a synthetic mask on the face so that its ground truth can be shown beside the methods."""
     prepared = visit.prepared
     if prepared is None:
-        return View(visit, status=_error("Upload a photo (or pick an example) first."))
+        return View(visit, status=_no_photo(visit))
     if not 0 <= float(seed or 0) < 2**63:
         return View(visit, status=_error(f"The seed must be a whole number from 0 (got {seed})."))
     base = prepared
@@ -261,7 +266,7 @@ def correct_mask(visit: Visit, editor: dict | None) -> View:
     """Apply the visitor's brush strokes (red adds, blue erases) to the mask; redraw the overlay."""
     prepared = visit.prepared
     if prepared is None:
-        return View(visit, status=_error("Upload a photo (or pick an example) first."))
+        return View(visit, status=_no_photo(visit))
     prepared = pipeline.with_mask(prepared, apply_strokes(prepared.mask, editor))
     return View(
         Visit(prepared),
@@ -276,7 +281,7 @@ def run(
     """Apply pending brush strokes, run the chosen methods (all if none), lay out the results."""
     prepared = visit.prepared
     if prepared is None:
-        return View(visit, status=_error("Upload a photo (or pick an example) first."))
+        return View(visit, status=_no_photo(visit))
     prepared = pipeline.with_mask(prepared, apply_strokes(prepared.mask, editor))
     if not prepared.mask.any():
         found_none = prepared.mask_source == "none" and pipeline.get_segmenter() is not None
@@ -537,6 +542,13 @@ def _empty_mask() -> np.ndarray:
 
 def _notes(messages: list[str]) -> str:
     return "\n".join(f"- {m}" for m in messages)
+
+
+def _no_photo(visit: Visit) -> str:
+    """A step that needs a photo, before one could be used."""
+    if visit.refused:
+        return _error(f"The last upload could not be used: {visit.refused} Upload another photo.")
+    return _error("Upload a photo (or pick an example) first.")
 
 
 def _error(message: str) -> str:

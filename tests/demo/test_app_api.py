@@ -62,7 +62,7 @@ def test_non_image_file_gets_a_message(demo_server, masked_astronaut_png, tmp_pa
     # (not a raised error, which leaves bare "Error" badges on the page), and it clears the face.
     # A face number chosen for one photo would refuse the next: a new photo resets it to 0.
     out = client.predict(handle_file(str(masked_astronaut_png)), api_name="/prepare")
-    status, face = out[0], out[-1]
+    status, face = out[0], out[-2]  # then the result dropdown, emptied
     assert "⚠" not in status and face == 0, (status, face)
     status = client.predict(None, None, 2, api_name="/choose_face")[0]
     assert "Upload a photo" in status or status == "", status  # nothing on screen to choose from

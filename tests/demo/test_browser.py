@@ -130,10 +130,12 @@ def test_a_non_image_after_a_good_photo_gets_a_message(
         )
         assert page.locator("#status").is_visible()
         assert page.evaluate(NO_ERROR_BADGE), "a bare 'Error' badge is shown"
-        # The earlier face is gone from the mask editor: nothing stale to run on.
+        # The earlier face is gone from the mask editor: nothing stale to run on, and the page
+        # says again why the upload was refused.
         page.locator("#run").click()
         page.wait_for_function(
-            "() => document.querySelector('#status').innerText.includes('Upload a photo')"
+            "() => document.querySelector('#status').innerText"
+            ".includes('The last upload could not be used')"
         )
 
         upload.set_input_files(str(masked_astronaut_png))

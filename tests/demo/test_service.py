@@ -229,3 +229,10 @@ def test_a_very_large_photo_is_shrunk_for_the_demo(astronaut):
 def test_an_undecodable_upload_is_named_in_plain_words():
     view = service.prepare_upload(service.Unreadable("DecompressionBombError"))
     assert "too many pixels" in view.status and "DecompressionBombError" not in view.status
+
+
+def test_a_step_after_a_refused_upload_says_why():
+    refused = service.prepare_upload(b"not a photo at all")
+    assert refused.visit.prepared is None and "⚠" in refused.status
+    ran = service.run(refused.visit, None, None)
+    assert "The last upload could not be used" in ran.status and "Upload another" in ran.status
