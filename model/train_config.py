@@ -118,15 +118,19 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """One option per TrainConfig field (`--train-limit` for train_limit), its help from the
     field, its default shown: the preset's value where the compact preset sets one. Every option
     defaults to None here, meaning "not given": the preset's value, else the field's, applies."""
-    preset = {
-        k: v for k, v in load_preset("compact").get("train", {}).items() if not isinstance(v, dict)
-    }
+    table = load_preset("compact").get("train", {})
+    preset = {k: v for k, v in table.items() if not isinstance(v, dict)}
+    methods = {k: v for k, v in table.items() if isinstance(v, dict)}  # [train.<method>]
     for f in fields(TrainConfig):
         meta = f.metadata
         if meta.get("cli") is False:
             continue
+        own = ", ".join(f"{m} {t[f.name]}" for m, t in methods.items() if f.name in t)
         if f.name in preset:
-            shown = f" (default: the preset's; compact: {preset[f.name]})"
+            shown = f" (default: the preset's; compact: {preset[f.name]}"
+            shown += f"; {own})" if own else ")"
+        elif own:
+            shown = f" (default: the preset's; compact: {own}, else {f.default})"
         else:
             given = "none" if f.default in ("", None) else f.default
             shown = "" if "default" in meta["help"] else f" (default: {given})"
