@@ -426,10 +426,10 @@ def _build(service: StudyService, admin_token: str, root: gr.Blocks) -> None:
     # always fill with plain values: the picture, the status line (whose stage picks the block
     # shown), the trial index.
     def trial_values(screen: Screen) -> dict:
-        """The trial page's values: the picture (while one is up; left as it is on a refusal,
-        so the response-time clock is not restarted), the status line, the trial index (left as
-        it is on a refusal: a rare path, the skip's rebuild does not matter)."""
-        index = _trial_index(screen)
+        """The trial page's values: the picture (while one is up), the status line, the trial
+        index. A refusal leaves the picture and the index as they are (the response-time clock
+        is not restarted; a rare path, the skip's rebuild does not matter)."""
+        index = None if screen.refused else _trial_index(screen)
         up = screen.stage in (Stage.EXPRESSION, Stage.QUALITY)
         if screen.refused:
             picture = gr.skip() if up else ""

@@ -1020,7 +1020,7 @@ class StudyService:
             if exc.reason == "screened_out":
                 return self._after(self.next_trial(token, mark_shown=False), ids)
             if exc.reason != "not_current":
-                return self._refused(token, str(exc), ids)
+                return self._refused(token, str(exc), ids, trial_index)
             return Screen(Stage.STALE, message=STALE_MESSAGE)
         if isinstance(view, ScreenOut):
             return self._after(view, ids)
@@ -1042,20 +1042,34 @@ class StudyService:
         try:
             outcome, view = self.rate_and_advance(token, trial_index, quality, events=events)
         except StudyError as exc:
-            return self._refused(token, str(exc), ids)
+            return self._refused(token, str(exc), ids, trial_index)
         if isinstance(view, TrialView) and ends_practice(outcome.trial_index, view.n_practice):
             return Screen(Stage.BREAK, view)
         return self._after(view, ids)
 
-    def _refused(self, token: str | None, message: str, ids: RecruitmentIds | None) -> Screen:
+    def _refused(
+        self, token: str | None, message: str, ids: RecruitmentIds | None, clicked=None
+    ) -> Screen:
         """A refused click: the current screen kept as it is (read, not shown again) with the
-        refusal's message; the message alone when there is no session to show."""
+        refusal's message; the message alone when there is no session to show. A click from a
+        page on another of the session's pictures (`clicked`) gets STALE instead: that page is
+        out of date, and its way back is the current picture."""
         try:
             screen = self._after(self.next_trial(token, mark_shown=False), ids)
         except StudyError:
             return Screen(None, message=message, refused=True)
         if screen.trial is None:  # the session has ended meanwhile: its end page
             return screen
+        try:
+            index = _trial_index(clicked)
+        except StudyError:
+            index = None
+        if (
+            index is not None
+            and index < screen.trial.n_trials
+            and index != screen.trial.trial_index
+        ):
+            return Screen(Stage.STALE, message=STALE_MESSAGE)
         return replace(screen, message=message, refused=True)
 
     def _after(self, view: TrialView | ScreenOut | None, ids: RecruitmentIds | None) -> Screen:

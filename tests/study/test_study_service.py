@@ -340,6 +340,9 @@ def test_screens_follow_the_flow(study):
         Stage.EXPRESSION,
         screen.trial.trial_index,
     )
+    # A refused click from a page on another picture (out of date): STALE, its way back.
+    ahead = study.rating_screen(info.token, screen.trial.trial_index + 1, QUALITY.highest)
+    assert ahead.stage is Stage.STALE and not ahead.refused
     lost = study.rating_screen("no-such-token", screen.trial.trial_index, QUALITY.highest)
     assert lost.refused and lost.stage is None and lost.message.startswith("unknown session")
     resumed = study.landing_screen(info.token, "")  # past the break: the picture again
