@@ -194,9 +194,16 @@ def find_face(photo: np.ndarray, face: int | None = None) -> tuple[Any, list[str
     from model.faces import FaceError, find_and_align, main_face_note
 
     messages = []
+    fill = None  # the photo's corner fill, found once when a group photo needs it
 
     def wears_mask(a) -> bool:  # in a group photo, the face to unmask is the masked one
-        return predict_mask(a.image, a.landmarks, a.inside)[2] == "segmenter"
+        nonlocal fill
+        if fill is None:
+            from model.faces import border_fill
+
+            fill = border_fill(photo)
+        inside = a.inside & ~_fill_on_face(photo, a.matrix, fill)
+        return predict_mask(a.image, a.landmarks, inside)[2] == "segmenter"
 
     try:
         aligned = find_and_align(photo, face=face, prefer=wears_mask)
@@ -323,14 +330,17 @@ def prepare(photo: Any, *, mask: Any = None, face: int | None = None) -> Prepare
     return Prepared(image, _on_photo(aligned, to_work, image.shape[:2]), region, messages, source)
 
 
-def _fill_on_face(photo: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+def _fill_on_face(
+    photo: np.ndarray, matrix: np.ndarray, fill: np.ndarray | None = None
+) -> np.ndarray:
     """bool (256, 256): the aligned pixels that are an editor's flat fill of the photo's corners
     (`model.faces.border_fill`: a rotation's triangles, letterbox bars). The region rule counts
     them as outside the photo, as it does the grey beyond its edge: a black corner under a tilted
-    bare face's chin had read as a black mask (27 of 30 UTKFace faces turned by 35 degrees)."""
+    bare face's chin had read as a black mask (27 of 30 UTKFace faces turned by 35 degrees).
+    `fill`: the photo's `border_fill`, when already found."""
     from model.faces import border_fill
 
-    fill = border_fill(photo)
+    fill = border_fill(photo) if fill is None else fill
     if not fill.any():
         return np.zeros((IMAGE_SIZE, IMAGE_SIZE), dtype=bool)
     m = np.asarray(matrix, dtype=np.float64)
