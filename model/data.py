@@ -393,7 +393,13 @@ def contact_sheet(
                 for x in (face, masked, seg_rgb)
             ]
         )
-        label = f"{r['mask_style']} {r['mask_colour']}"[:40]
+        style, colour = r["mask_style"], r["mask_colour"]
+        if style.startswith("template:"):  # "template:N95" "template" -> "N95 template"
+            style, colour = (
+                f"{style.removeprefix('template:')} template",
+                colour.replace("template", "").strip(),
+            )
+        label = f"{style} {colour}".strip()[:40]
         cv2.putText(
             trip,
             label,

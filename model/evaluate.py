@@ -904,6 +904,8 @@ def run(args) -> int:
             return run_expression_proxy(args)
     if args.run is None and args.data is None:
         raise SystemExit("unmask eval: --data DIR (or --run RUN_DIR) is required")
+    if args.run is None and not args.segmenter:
+        parse_methods(args.methods)  # an unknown key: refused before any folder is made
     if args.out is None:  # never over earlier results: a new run folder unless told otherwise
         args.out = new_run_dir("eval")
     if args.figures is None:
